@@ -1,0 +1,26 @@
+"""Stop at the first NaN or infinite loss, before it reaches the weights.
+
+The check runs before the backward pass, so the parameters and every checkpoint already
+written are still the last good ones.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+from genlab.errors import NonFiniteLossError
+
+
+class NonFiniteLossGuard(pl.Callback):
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
+        if torch.isfinite(loss).all():
+            return
+        raise NonFiniteLossError(
+            f"the training loss became {loss.item()} at epoch {trainer.current_epoch}, "
+            f"step {trainer.global_step}; training stopped before the bad step touched the "
+            "weights. Try a lower optimizer.lr, gradient clipping "
+            "(trainer.gradient_clip_val=1.0) or trainer.precision=32-true."
+        )

@@ -1,0 +1,51 @@
+"""Every validation epoch: a grid of a fixed validation batch and what the model makes of
+it (``model.image_rows``), to TensorBoard and as a PNG in the run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from genlab.viz import rows_grid, save_png
+
+
+class ImageGridCallback(pl.Callback):
+    def __init__(self, *, num_images: int = 16, directory: str | None = None,
+                 tag: str = "val/reconstructions") -> None:
+        self.num_images = num_images
+        self.directory = Path(directory) if directory else None
+        self.tag = tag
+        self._batch: torch.Tensor | None = None
+
+    def _fixed_batch(self, trainer: pl.Trainer) -> torch.Tensor | None:
+        if self._batch is None:
+            datamodule = trainer.datamodule
+            splits = getattr(datamodule, "splits", None)
+            if not splits or "val" not in splits:
+                return None
+            val = splits["val"]
+            self._batch, _ = val[torch.arange(min(self.num_images, len(val)))]
+        return self._batch
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not hasattr(pl_module, "image_rows"):
+            return
+        batch = self._fixed_batch(trainer)
+        if batch is None:
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        rows = pl_module.image_rows(batch.to(pl_module.device))
+        pl_module.train(was_training)
+        grid = rows_grid([r.float().cpu() for r in rows])
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(self.tag, grid, global_step=trainer.global_step)
+        if self.directory is not None:
+            name = f"{self.tag.replace('/', '_')}_epoch{trainer.current_epoch:03d}.png"
+            save_png(grid, self.directory / name)

@@ -1,0 +1,1 @@
+"""One module per `genlab` command: a function of the config plus its Hydra app."""

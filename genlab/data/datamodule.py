@@ -1,0 +1,156 @@
+"""One LightningDataModule for every dataset: load once, hold as uint8 tensors, split with
+a seeded permutation, batch by index tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from genlab.data import readers
+from genlab.data.tensors import IndexBatchSampler, TensorImageDataset
+from genlab.data.transforms import to_shape
+from genlab.errors import ConfigError, DataError
+
+Loader = Callable[["ImageDataModule", bool], dict[str, readers.ImageSet]]
+
+LOADERS: dict[str, Loader] = {
+    "mnist_5k": lambda dm, download: readers.load_mnist_5k(),
+    "mnist": lambda dm, download: readers.load_idx_dataset(
+        dm.root_path(), flavour="mnist", download=download, mirrors=dm.mirrors),
+    "fashion_mnist": lambda dm, download: readers.load_idx_dataset(
+        dm.root_path(), flavour="fashion_mnist", download=download, mirrors=dm.mirrors),
+    "cifar10": lambda dm, download: readers.load_cifar10(
+        dm.root_path(), download=download, mirrors=dm.mirrors),
+    "folder": lambda dm, download: readers.load_image_folder(
+        dm.root_path(), image_size=dm.image_size, channels=dm.channels),
+}
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Images in [0, 1] as float tensors [B, C, image_size, image_size] with int64 labels.
+
+    ``classes`` keeps only those labels (given as indices or class names) in every split.
+    Datasets without a test split (mnist_5k, a folder without ``test/``) test on val.
+    """
+
+    def __init__(
+        self, *, dataset: str = "mnist_5k", root: str | None = None, download: bool = False,
+        mirrors: Sequence[str] | None = None, image_size: int = 28, channels: int = 1,
+        batch_size: int = 128, num_workers: int = 0, val_fraction: float = 0.1,
+        classes: Sequence[int | str] | None = None, seed: int | None = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if dataset not in LOADERS:
+            raise ConfigError(
+                f"unknown dataset {dataset!r}; choose one of {', '.join(LOADERS)} "
+                "(e.g. data=mnist or data=folder data.root=DIR)"
+            )
+        if dataset in ("mnist", "fashion_mnist", "cifar10", "folder") and not root:
+            raise ConfigError(f"data.root is required for dataset {dataset!r}: data.root=DIR")
+        if not 0 < val_fraction < 1:
+            raise ConfigError(f"data.val_fraction must lie in (0, 1) (got {val_fraction})")
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be at least 1 (got {batch_size})")
+        if channels not in (1, 3):
+            raise ConfigError(f"data.channels must be 1 or 3 (got {channels})")
+        self.dataset = dataset
+        self.root = root
+        self.download = download
+        self.mirrors = list(mirrors) if mirrors else None
+        self.image_size = image_size
+        self.channels = channels
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_fraction = val_fraction
+        self.classes = list(classes) if classes is not None else None
+        self.seed = 0 if seed is None else seed
+        self.pin_memory = pin_memory
+        self.class_names: list[str] = []
+        self.splits: dict[str, TensorImageDataset] = {}
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+    def root_path(self) -> Path:
+        return Path(self.root).expanduser()
+
+    def prepare_data(self) -> None:
+        # Runs on one process only: the place to download.
+        if self.download:
+            LOADERS[self.dataset](self, True)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        loaded = LOADERS[self.dataset](self, False)
+        self.class_names = list(loaded["train"].classes)
+        keep = self._class_indices(self.class_names)
+        train_x, train_y = self._prepare(loaded["train"], keep)
+        n_val = max(1, int(round(len(train_y) * self.val_fraction)))
+        if len(train_y) - n_val < 1:
+            raise DataError(
+                f"dataset {self.dataset!r} has only {len(train_y)} images after filtering "
+                f"classes {self.classes}; too few to split off a validation set"
+            )
+        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.seed))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        self.splits = {
+            "train": TensorImageDataset(train_x[train_idx], train_y[train_idx]),
+            "val": TensorImageDataset(train_x[val_idx], train_y[val_idx]),
+        }
+        if "test" in loaded:
+            self.splits["test"] = TensorImageDataset(*self._prepare(loaded["test"], keep))
+
+    def _class_indices(self, names: list[str]) -> np.ndarray | None:
+        if self.classes is None:
+            return None
+        indices = []
+        for c in self.classes:
+            if isinstance(c, str) and c in names:
+                indices.append(names.index(c))
+            elif isinstance(c, int) and 0 <= c < len(names):
+                indices.append(c)
+            else:
+                raise ConfigError(
+                    f"data.classes has {c!r}, which is not a class of {self.dataset!r}; "
+                    f"its classes are 0..{len(names) - 1}: {', '.join(names)}"
+                )
+        return np.asarray(indices)
+
+    def _prepare(
+        self, images: readers.ImageSet, keep: np.ndarray | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = images.images, images.labels
+        if keep is not None:
+            mask = np.isin(y, keep)
+            x, y = x[mask], y[mask]
+        x = to_shape(x, channels=self.channels, image_size=self.image_size)
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
+
+    def _loader(self, split: str, *, train: bool) -> DataLoader:
+        dataset = self.splits[split]
+        sampler = IndexBatchSampler(
+            len(dataset), batch_size=self.batch_size, shuffle=train,
+            # A last batch of one image would break batch norm; drop the remainder in training.
+            drop_last=train and len(dataset) > self.batch_size, seed=self.seed,
+        )
+        return DataLoader(
+            dataset, batch_size=None, sampler=sampler, num_workers=self.num_workers,
+            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test" if "test" in self.splits else "val", train=False)

@@ -1,0 +1,1 @@
+"""Plain torch building blocks, free of Lightning: encoders, decoders, losses."""

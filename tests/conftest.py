@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny datasets written by the tests, and a way to run `genlab`."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+IDX_NAMES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+
+
+def write_idx(path: Path, array: np.ndarray, *, compress: bool = True) -> Path:
+    """Write a uint8 array in the IDX format (optionally gzipped)."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def digit_like_images(labels: np.ndarray, *, size: int = 28, seed: int = 0) -> np.ndarray:
+    """One bright bar per class at a class-specific place, plus noise: images a model can
+    learn to reconstruct in a few steps. uint8 [N, size, size]."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 40, size=(len(labels), size, size), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        row = 3 + int(label) * (size - 6) // 10
+        images[i, row : row + 3, 4 : size - 4] = 230
+    return images
+
+
+def make_idx_dataset(root: Path, *, n_train: int = 96, n_test: int = 40,
+                     compress: bool = True) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = np.arange(n, dtype=np.uint8) % 10
+        write_idx(root / IDX_NAMES[(split, "images")], digit_like_images(labels, seed=n),
+                  compress=compress)
+        write_idx(root / IDX_NAMES[(split, "labels")], labels, compress=compress)
+    return root
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path: Path) -> Path:
+    """A directory with the four MNIST IDX files holding 96 train and 40 test images."""
+    return make_idx_dataset(tmp_path / "mnist")
+
+
+# Options that make a `genlab train` run small and quiet enough for tests.
+FAST = [
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=1",
+    "data.batch_size=32",
+]
+
+
+def run_genlab(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the `genlab` console script in a subprocess, as a user would."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "GENLAB_DATA_DIR": str(cwd / "data")}
+    genlab = Path(sys.executable).with_name("genlab")
+    return subprocess.run(
+        [str(genlab), *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )

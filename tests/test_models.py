@@ -1,0 +1,213 @@
+"""Every autoencoder: shapes, a finite loss that falls, and the maths of each regulariser."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from genlab.errors import ConfigError
+from genlab.models import (
+    Autoencoder,
+    ContractiveAutoencoder,
+    ConvAutoencoder,
+    DenoisingAutoencoder,
+    SparseAutoencoder,
+)
+from genlab.nn.losses import kl_sparsity_penalty
+
+ADAM = functools.partial(torch.optim.Adam, lr=3e-3)
+
+MODELS = {
+    "ae": lambda: Autoencoder(latent_dim=16, optimizer=ADAM),
+    "ae_tied_bce": lambda: Autoencoder(latent_dim=16, tied_weights=True, loss="bce",
+                                       optimizer=ADAM),
+    "deep_ae": lambda: Autoencoder(hidden_dims=[64, 32], latent_dim=8, latent_activation="none",
+                                   optimizer=ADAM),
+    "sparse_ae": lambda: SparseAutoencoder(latent_dim=64, optimizer=ADAM),
+    "denoising_mask": lambda: DenoisingAutoencoder(noise="mask", nu=0.3, optimizer=ADAM),
+    "denoising_gauss": lambda: DenoisingAutoencoder(noise="gaussian", sigma=0.3, optimizer=ADAM),
+    "contractive_ae": lambda: ContractiveAutoencoder(lam=0.1, optimizer=ADAM),
+    "contractive_deep": lambda: ContractiveAutoencoder(hidden_dims=[32], lam=0.1,
+                                                       optimizer=ADAM),
+    "conv_ae": lambda: ConvAutoencoder(optimizer=ADAM),
+}
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 28, 28) * 0.2
+    x[:, :, 10:14, 4:24] = 0.9
+    return x
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shapes_and_loss_falls(name: str, images: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    model = MODELS[name]()
+    code = model.encode(images)
+    assert code.shape == (16, model.latent_dim)
+    assert model.decode(code).shape == images.shape
+    assert model.reconstruct(images).shape == images.shape
+    assert model.score(images).shape == (16,)
+    optimizer = model.configure_optimizers()
+    first = model.loss_terms(images)
+    assert all(torch.isfinite(v) for v in first.values())
+    for _ in range(30):
+        optimizer.zero_grad()
+        model.loss_terms(images)["loss"].backward()
+        optimizer.step()
+    with torch.no_grad():
+        last = model.loss_terms(images)["loss"]
+    assert last < 0.9 * first["loss"], (float(first["loss"]), float(last))
+
+
+def test_conv_ae_matches_the_lecture_parameter_counts() -> None:
+    model = ConvAutoencoder()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    running = sum(b.numel() for n, b in model.named_buffers()
+                  if n.endswith(("running_mean", "running_var")))
+    assert trainable == 140_594
+    assert running == 256
+    assert trainable + running == 140_850
+
+
+def test_conv_ae_layer_output_shapes_follow_keras() -> None:
+    model = ConvAutoencoder()
+    shapes = []
+    x = torch.zeros(2, 1, 28, 28)
+    for layer in [*model.encoder.net, *model.decoder.net]:
+        x = layer(x)
+        if isinstance(layer, torch.nn.Conv2d | torch.nn.ConvTranspose2d | torch.nn.MaxPool2d
+                      | torch.nn.Linear):
+            shapes.append(tuple(x.shape[1:]))
+    assert shapes == [
+        (32, 26, 26), (32, 13, 13), (64, 11, 11), (64, 5, 5), (64, 3, 3), (49,),
+        (64, 14, 14), (64, 28, 28), (32, 28, 28), (1, 28, 28),
+    ]
+
+
+def test_conv_ae_handles_32_pixel_rgb() -> None:
+    model = ConvAutoencoder(in_channels=3, image_size=32)
+    x = torch.rand(2, 3, 32, 32)
+    assert model.encode(x).shape == (2, 64)
+    assert model.reconstruct(x).shape == x.shape
+
+
+def test_tied_weights_share_the_encoder_matrix() -> None:
+    tied = Autoencoder(latent_dim=16, tied_weights=True)
+    untied = Autoencoder(latent_dim=16)
+    n_tied = sum(p.numel() for p in tied.parameters())
+    n_untied = sum(p.numel() for p in untied.parameters())
+    assert n_untied - n_tied == 784 * 16
+    z = torch.rand(3, 16)
+    weight = tied.encoder.layers[0].weight
+    expected = torch.sigmoid(z @ weight + tied.decoder.biases[0]).view(3, 1, 28, 28)
+    torch.testing.assert_close(tied.decode(z), expected)
+
+
+def test_sparsity_penalty_is_the_bernoulli_kl() -> None:
+    rho, rho_hat = 0.05, torch.tensor([0.05, 0.2, 0.5])
+    expected = sum(rho * torch.log(rho / r) + (1 - rho) * torch.log((1 - rho) / (1 - r))
+                   for r in rho_hat)
+    torch.testing.assert_close(kl_sparsity_penalty(rho_hat, rho), expected)
+    assert kl_sparsity_penalty(torch.full((4,), rho), rho).abs() < 1e-6
+
+
+def test_sparse_ae_logs_penalty_and_mean_activation(images: torch.Tensor) -> None:
+    model = SparseAutoencoder(latent_dim=32, rho=0.1, beta=2.0)
+    terms = model.loss_terms(images)
+    code = model.encode(images)
+    torch.testing.assert_close(terms["mean_activation"], code.mean())
+    torch.testing.assert_close(terms["sparsity"], kl_sparsity_penalty(code.mean(0), 0.1))
+    torch.testing.assert_close(terms["loss"], terms["recon"] + 2.0 * terms["sparsity"])
+
+
+def test_masking_noise_zeroes_about_nu_of_the_inputs() -> None:
+    model = DenoisingAutoencoder(noise="mask", nu=0.25)
+    x = torch.ones(64, 1, 28, 28)
+    noisy = model.corrupt(x, torch.Generator().manual_seed(0))
+    assert set(noisy.unique().tolist()) == {0.0, 1.0}
+    assert abs((noisy == 0).float().mean().item() - 0.25) < 0.01
+
+
+def test_gaussian_noise_has_std_sigma() -> None:
+    model = DenoisingAutoencoder(noise="gaussian", sigma=0.2)
+    x = torch.full((64, 1, 28, 28), 0.5)
+    noise = model.corrupt(x, torch.Generator().manual_seed(0)) - x
+    assert abs(noise.std().item() - 0.2) < 0.005
+    assert abs(noise.mean().item()) < 0.005
+
+
+def test_denoising_loss_compares_with_the_clean_input(images: torch.Tensor) -> None:
+    model = DenoisingAutoencoder(noise="mask", nu=0.5)
+    torch.manual_seed(1)
+    terms = model.loss_terms(images)
+    torch.manual_seed(1)
+    noisy = model.corrupt(images)
+    expected = (model.reconstruct(noisy) - images).square().flatten(1).sum(1).mean()
+    torch.testing.assert_close(terms["recon"], expected)
+    rows = model.image_rows(images[:4])
+    assert len(rows) == 3
+    torch.testing.assert_close(rows[2], images[:4])
+
+
+def finite_difference_jacobian_norm(encoder: torch.nn.Module, x: torch.Tensor,
+                                    eps: float = 1e-3) -> torch.Tensor:
+    """‖∂h/∂x‖_F² for each row of x by central differences, in float64."""
+    norms = []
+    for row in x:
+        columns = []
+        for i in range(row.numel()):
+            step = torch.zeros_like(row)
+            step[i] = eps
+            columns.append((encoder(row + step) - encoder(row - step)) / (2 * eps))
+        norms.append(torch.stack(columns).square().sum())
+    return torch.stack(norms)
+
+
+@pytest.mark.parametrize("hidden_dims", [[], [12]])
+def test_contractive_penalty_matches_finite_differences(hidden_dims: list[int]) -> None:
+    torch.manual_seed(0)
+    model = ContractiveAutoencoder(image_size=8, latent_dim=6, hidden_dims=hidden_dims,
+                                   activation="tanh").double()
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    exact = model.jacobian_norm(x)
+    expected = finite_difference_jacobian_norm(model.encoder, x.flatten(1))
+    torch.testing.assert_close(exact, expected, rtol=1e-6, atol=1e-8)
+
+
+def test_contractive_closed_form_matches_autograd() -> None:
+    torch.manual_seed(0)
+    model = ContractiveAutoencoder(latent_dim=10).double()
+    x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
+    torch.testing.assert_close(model.jacobian_norm(x),
+                               model.autograd_jacobian_norm(x.flatten(1)))
+
+
+def test_contractive_penalty_is_differentiable(images: torch.Tensor) -> None:
+    model = ContractiveAutoencoder(hidden_dims=[16], latent_dim=8, lam=1.0)
+    model.train()
+    penalty = model.jacobian_norm(images).mean()
+    penalty.backward()
+    assert model.encoder.layers[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: Autoencoder(loss="hinge"), "model.loss"),
+        (lambda: ConvAutoencoder(loss="bce"), "output_activation=sigmoid"),
+        (lambda: SparseAutoencoder(latent_activation="relu"), "latent_activation=sigmoid"),
+        (lambda: SparseAutoencoder(rho=1.5), "model.rho"),
+        (lambda: DenoisingAutoencoder(noise="salt"), "model.noise"),
+        (lambda: Autoencoder(activation="swish", hidden_dims=[8]), "unknown activation"),
+        (lambda: ConvAutoencoder(image_size=30), "divisible by 4"),
+        (lambda: Autoencoder().configure_optimizers(), "no optimizer"),
+    ],
+)
+def test_bad_model_options_get_clear_errors(build, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        build()
