@@ -12,8 +12,9 @@ from PIL import Image
 from torch import Tensor
 
 
-def make_grid(images: Tensor, *, nrow: int | None = None, padding: int = 2,
-              pad_value: float = 1.0) -> Tensor:
+def make_grid(
+    images: Tensor, *, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0
+) -> Tensor:
     """images [N, C, H, W] in [0, 1] -> one image [C, H', W'], ``nrow`` images per row
     (near-square when None), separated by ``padding`` pixels of ``pad_value``."""
     n, c, h, w = images.shape
@@ -21,7 +22,9 @@ def make_grid(images: Tensor, *, nrow: int | None = None, padding: int = 2,
     rows = math.ceil(n / ncol)
     grid = torch.full(
         (c, rows * (h + padding) + padding, ncol * (w + padding) + padding),
-        pad_value, dtype=images.dtype, device=images.device,
+        pad_value,
+        dtype=images.dtype,
+        device=images.device,
     )
     for i, image in enumerate(images.clamp(0, 1)):
         top = padding + (i // ncol) * (h + padding)

@@ -43,13 +43,17 @@ def digit_like_images(labels: np.ndarray, *, size: int = 28, seed: int = 0) -> n
     return images
 
 
-def make_idx_dataset(root: Path, *, n_train: int = 96, n_test: int = 40,
-                     compress: bool = True) -> Path:
+def make_idx_dataset(
+    root: Path, *, n_train: int = 96, n_test: int = 40, compress: bool = True
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", n_train), ("test", n_test)):
         labels = np.arange(n, dtype=np.uint8) % 10
-        write_idx(root / IDX_NAMES[(split, "images")], digit_like_images(labels, seed=n),
-                  compress=compress)
+        write_idx(
+            root / IDX_NAMES[(split, "images")],
+            digit_like_images(labels, seed=n),
+            compress=compress,
+        )
         write_idx(root / IDX_NAMES[(split, "labels")], labels, compress=compress)
     return root
 
@@ -75,6 +79,11 @@ def run_genlab(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Complete
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "GENLAB_DATA_DIR": str(cwd / "data")}
     genlab = Path(sys.executable).with_name("genlab")
     return subprocess.run(
-        [str(genlab), *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [str(genlab), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

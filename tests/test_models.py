@@ -21,16 +21,17 @@ ADAM = functools.partial(torch.optim.Adam, lr=3e-3)
 
 MODELS = {
     "ae": lambda: Autoencoder(latent_dim=16, optimizer=ADAM),
-    "ae_tied_bce": lambda: Autoencoder(latent_dim=16, tied_weights=True, loss="bce",
-                                       optimizer=ADAM),
-    "deep_ae": lambda: Autoencoder(hidden_dims=[64, 32], latent_dim=8, latent_activation="none",
-                                   optimizer=ADAM),
+    "ae_tied_bce": lambda: Autoencoder(
+        latent_dim=16, tied_weights=True, loss="bce", optimizer=ADAM
+    ),
+    "deep_ae": lambda: Autoencoder(
+        hidden_dims=[64, 32], latent_dim=8, latent_activation="none", optimizer=ADAM
+    ),
     "sparse_ae": lambda: SparseAutoencoder(latent_dim=64, optimizer=ADAM),
     "denoising_mask": lambda: DenoisingAutoencoder(noise="mask", nu=0.3, optimizer=ADAM),
     "denoising_gauss": lambda: DenoisingAutoencoder(noise="gaussian", sigma=0.3, optimizer=ADAM),
     "contractive_ae": lambda: ContractiveAutoencoder(lam=0.1, optimizer=ADAM),
-    "contractive_deep": lambda: ContractiveAutoencoder(hidden_dims=[32], lam=0.1,
-                                                       optimizer=ADAM),
+    "contractive_deep": lambda: ContractiveAutoencoder(hidden_dims=[32], lam=0.1, optimizer=ADAM),
     "conv_ae": lambda: ConvAutoencoder(optimizer=ADAM),
 }
 
@@ -67,8 +68,9 @@ def test_shapes_and_loss_falls(name: str, images: torch.Tensor) -> None:
 def test_conv_ae_matches_the_lecture_parameter_counts() -> None:
     model = ConvAutoencoder()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    running = sum(b.numel() for n, b in model.named_buffers()
-                  if n.endswith(("running_mean", "running_var")))
+    running = sum(
+        b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var"))
+    )
     assert trainable == 140_594
     assert running == 256
     assert trainable + running == 140_850
@@ -80,12 +82,21 @@ def test_conv_ae_layer_output_shapes_follow_keras() -> None:
     x = torch.zeros(2, 1, 28, 28)
     for layer in [*model.encoder.net, *model.decoder.net]:
         x = layer(x)
-        if isinstance(layer, torch.nn.Conv2d | torch.nn.ConvTranspose2d | torch.nn.MaxPool2d
-                      | torch.nn.Linear):
+        if isinstance(
+            layer, torch.nn.Conv2d | torch.nn.ConvTranspose2d | torch.nn.MaxPool2d | torch.nn.Linear
+        ):
             shapes.append(tuple(x.shape[1:]))
     assert shapes == [
-        (32, 26, 26), (32, 13, 13), (64, 11, 11), (64, 5, 5), (64, 3, 3), (49,),
-        (64, 14, 14), (64, 28, 28), (32, 28, 28), (1, 28, 28),
+        (32, 26, 26),
+        (32, 13, 13),
+        (64, 11, 11),
+        (64, 5, 5),
+        (64, 3, 3),
+        (49,),
+        (64, 14, 14),
+        (64, 28, 28),
+        (32, 28, 28),
+        (1, 28, 28),
     ]
 
 
@@ -110,8 +121,9 @@ def test_tied_weights_share_the_encoder_matrix() -> None:
 
 def test_sparsity_penalty_is_the_bernoulli_kl() -> None:
     rho, rho_hat = 0.05, torch.tensor([0.05, 0.2, 0.5])
-    expected = sum(rho * torch.log(rho / r) + (1 - rho) * torch.log((1 - rho) / (1 - r))
-                   for r in rho_hat)
+    expected = sum(
+        rho * torch.log(rho / r) + (1 - rho) * torch.log((1 - rho) / (1 - r)) for r in rho_hat
+    )
     torch.testing.assert_close(kl_sparsity_penalty(rho_hat, rho), expected)
     assert kl_sparsity_penalty(torch.full((4,), rho), rho).abs() < 1e-6
 
@@ -154,8 +166,9 @@ def test_denoising_loss_compares_with_the_clean_input(images: torch.Tensor) -> N
     torch.testing.assert_close(rows[2], images[:4])
 
 
-def finite_difference_jacobian_norm(encoder: torch.nn.Module, x: torch.Tensor,
-                                    eps: float = 1e-3) -> torch.Tensor:
+def finite_difference_jacobian_norm(
+    encoder: torch.nn.Module, x: torch.Tensor, eps: float = 1e-3
+) -> torch.Tensor:
     """‖∂h/∂x‖_F² for each row of x by central differences, in float64."""
     norms = []
     for row in x:
@@ -171,8 +184,9 @@ def finite_difference_jacobian_norm(encoder: torch.nn.Module, x: torch.Tensor,
 @pytest.mark.parametrize("hidden_dims", [[], [12]])
 def test_contractive_penalty_matches_finite_differences(hidden_dims: list[int]) -> None:
     torch.manual_seed(0)
-    model = ContractiveAutoencoder(image_size=8, latent_dim=6, hidden_dims=hidden_dims,
-                                   activation="tanh").double()
+    model = ContractiveAutoencoder(
+        image_size=8, latent_dim=6, hidden_dims=hidden_dims, activation="tanh"
+    ).double()
     x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
     exact = model.jacobian_norm(x)
     expected = finite_difference_jacobian_norm(model.encoder, x.flatten(1))
@@ -183,8 +197,7 @@ def test_contractive_closed_form_matches_autograd() -> None:
     torch.manual_seed(0)
     model = ContractiveAutoencoder(latent_dim=10).double()
     x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
-    torch.testing.assert_close(model.jacobian_norm(x),
-                               model.autograd_jacobian_norm(x.flatten(1)))
+    torch.testing.assert_close(model.jacobian_norm(x), model.autograd_jacobian_norm(x.flatten(1)))
 
 
 def test_contractive_penalty_is_differentiable(images: torch.Tensor) -> None:

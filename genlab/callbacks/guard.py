@@ -18,9 +18,15 @@ class NonFiniteLossGuard(pl.Callback):
     ) -> None:
         if torch.isfinite(loss).all():
             return
+        last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+        where = (
+            f"The last good checkpoint is {last}."
+            if last
+            else "No checkpoint had been written yet."
+        )
         raise NonFiniteLossError(
             f"the training loss became {loss.item()} at epoch {trainer.current_epoch}, "
             f"step {trainer.global_step}; training stopped before the bad step touched the "
-            "weights. Try a lower optimizer.lr, gradient clipping "
+            f"weights. {where} Try a lower optimizer.lr, gradient clipping "
             "(trainer.gradient_clip_val=1.0) or trainer.precision=32-true."
         )

@@ -14,8 +14,13 @@ from genlab.viz import rows_grid, save_png
 
 
 class ImageGridCallback(pl.Callback):
-    def __init__(self, *, num_images: int = 16, directory: str | None = None,
-                 tag: str = "val/reconstructions") -> None:
+    def __init__(
+        self,
+        *,
+        num_images: int = 16,
+        directory: str | None = None,
+        tag: str = "val/reconstructions",
+    ) -> None:
         self.num_images = num_images
         self.directory = Path(directory) if directory else None
         self.tag = tag

@@ -48,7 +48,9 @@ def run_command(command: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         message = str(cause)
         if isinstance(cause, MissingMandatoryValue):
             key = getattr(cause, "full_key", "") or "a required value"
-            message = f"missing a required config value: {key}; set it on the command line, " \
+            message = (
+                f"missing a required config value: {key}; set it on the command line, "
                 f"e.g. {key}=..."
+            )
         print(f"genlab {cfg.get('task', '')}: error: {message}", file=sys.stderr)
         sys.exit(1)

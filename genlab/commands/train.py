@@ -49,8 +49,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     best = checkpoint.best_model_path if checkpoint is not None else ""
     last = checkpoint.last_model_path if checkpoint is not None else ""
     if cfg.test and not trainer.interrupted:
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True,
-                     verbose=trainer.is_global_zero)
+        trainer.test(
+            model,
+            datamodule=datamodule,
+            ckpt_path=best or None,
+            weights_only=True,
+            verbose=trainer.is_global_zero,
+        )
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if best:
         rank_zero_info(f"genlab train: best checkpoint {best}")

@@ -21,13 +21,17 @@ Loader = Callable[["ImageDataModule", bool], dict[str, readers.ImageSet]]
 LOADERS: dict[str, Loader] = {
     "mnist_5k": lambda dm, download: readers.load_mnist_5k(),
     "mnist": lambda dm, download: readers.load_idx_dataset(
-        dm.root_path(), flavour="mnist", download=download, mirrors=dm.mirrors),
+        dm.root_path(), flavour="mnist", download=download, mirrors=dm.mirrors
+    ),
     "fashion_mnist": lambda dm, download: readers.load_idx_dataset(
-        dm.root_path(), flavour="fashion_mnist", download=download, mirrors=dm.mirrors),
+        dm.root_path(), flavour="fashion_mnist", download=download, mirrors=dm.mirrors
+    ),
     "cifar10": lambda dm, download: readers.load_cifar10(
-        dm.root_path(), download=download, mirrors=dm.mirrors),
+        dm.root_path(), download=download, mirrors=dm.mirrors
+    ),
     "folder": lambda dm, download: readers.load_image_folder(
-        dm.root_path(), image_size=dm.image_size, channels=dm.channels),
+        dm.root_path(), image_size=dm.image_size, channels=dm.channels
+    ),
 }
 
 
@@ -39,10 +43,19 @@ class ImageDataModule(pl.LightningDataModule):
     """
 
     def __init__(
-        self, *, dataset: str = "mnist_5k", root: str | None = None, download: bool = False,
-        mirrors: Sequence[str] | None = None, image_size: int = 28, channels: int = 1,
-        batch_size: int = 128, num_workers: int = 0, val_fraction: float = 0.1,
-        classes: Sequence[int | str] | None = None, seed: int | None = 0,
+        self,
+        *,
+        dataset: str = "mnist_5k",
+        root: str | None = None,
+        download: bool = False,
+        mirrors: Sequence[str] | None = None,
+        image_size: int = 28,
+        channels: int = 1,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        classes: Sequence[int | str] | None = None,
+        seed: int | None = 0,
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
@@ -137,13 +150,20 @@ class ImageDataModule(pl.LightningDataModule):
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         dataset = self.splits[split]
         sampler = IndexBatchSampler(
-            len(dataset), batch_size=self.batch_size, shuffle=train,
+            len(dataset),
+            batch_size=self.batch_size,
+            shuffle=train,
             # A last batch of one image would break batch norm; drop the remainder in training.
-            drop_last=train and len(dataset) > self.batch_size, seed=self.seed,
+            drop_last=train and len(dataset) > self.batch_size,
+            seed=self.seed,
         )
         return DataLoader(
-            dataset, batch_size=None, sampler=sampler, num_workers=self.num_workers,
-            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+            dataset,
+            batch_size=None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -23,24 +23,43 @@ class Autoencoder(ReconstructionModel):
     """
 
     def __init__(
-        self, *, in_channels: int = 1, image_size: int = 28, latent_dim: int = 32,
-        hidden_dims: Sequence[int] = (), activation: str = "relu",
-        latent_activation: str = "sigmoid", output_activation: str = "sigmoid",
-        tied_weights: bool = False, loss: str = "mse", optimizer: OptimizerFactory | None = None,
+        self,
+        *,
+        in_channels: int = 1,
+        image_size: int = 28,
+        latent_dim: int = 32,
+        hidden_dims: Sequence[int] = (),
+        activation: str = "relu",
+        latent_activation: str = "sigmoid",
+        output_activation: str = "sigmoid",
+        tied_weights: bool = False,
+        loss: str = "mse",
+        optimizer: OptimizerFactory | None = None,
     ) -> None:
-        super().__init__(in_channels=in_channels, image_size=image_size, loss=loss,
-                         output_activation=output_activation, optimizer=optimizer)
+        super().__init__(
+            in_channels=in_channels,
+            image_size=image_size,
+            loss=loss,
+            output_activation=output_activation,
+            optimizer=optimizer,
+        )
         if latent_dim < 1:
             raise ConfigError(f"model.latent_dim must be at least 1 (got {latent_dim})")
         self.latent_dim = latent_dim
         features = in_channels * image_size * image_size
         self.encoder = MLPEncoder(
-            in_features=features, hidden_dims=hidden_dims, latent_dim=latent_dim,
-            hidden_activation=activation, latent_activation=latent_activation,
+            in_features=features,
+            hidden_dims=hidden_dims,
+            latent_dim=latent_dim,
+            hidden_activation=activation,
+            latent_activation=latent_activation,
         )
         self.decoder = MLPDecoder(
-            latent_dim=latent_dim, hidden_dims=hidden_dims, out_features=features,
-            hidden_activation=activation, tied_to=self.encoder if tied_weights else None,
+            latent_dim=latent_dim,
+            hidden_dims=hidden_dims,
+            out_features=features,
+            hidden_activation=activation,
+            tied_to=self.encoder if tied_weights else None,
         )
 
     def encode(self, x: Tensor) -> Tensor:
@@ -135,9 +154,8 @@ class ContractiveAutoencoder(Autoencoder):
 
     @property
     def _has_closed_form(self) -> bool:
-        return (
-            len(self.encoder.layers) == 1
-            and isinstance(self.encoder.activations[0], torch.nn.Sigmoid)
+        return len(self.encoder.layers) == 1 and isinstance(
+            self.encoder.activations[0], torch.nn.Sigmoid
         )
 
     def jacobian_norm(self, x: Tensor) -> Tensor:
@@ -157,7 +175,10 @@ class ContractiveAutoencoder(Autoencoder):
             basis = torch.eye(h.shape[1], device=h.device, dtype=h.dtype)
             basis = basis.unsqueeze(1).expand(-1, h.shape[0], -1)
             (jac,) = torch.autograd.grad(
-                h, inputs, grad_outputs=basis, is_grads_batched=True,
+                h,
+                inputs,
+                grad_outputs=basis,
+                is_grads_batched=True,
                 create_graph=self.training,
             )
             return jac.square().sum(dim=(0, 2))
@@ -165,8 +186,7 @@ class ContractiveAutoencoder(Autoencoder):
     def loss_terms(self, x: Tensor) -> dict[str, Tensor]:
         recon = self.reconstruction_terms(x, x)["recon"].mean()
         contraction = self.jacobian_norm(x).mean()
-        return {"loss": recon + self.lam * contraction, "recon": recon,
-                "contraction": contraction}
+        return {"loss": recon + self.lam * contraction, "recon": recon, "contraction": contraction}
 
 
 class ConvAutoencoder(ReconstructionModel):
@@ -177,11 +197,22 @@ class ConvAutoencoder(ReconstructionModel):
     """
 
     def __init__(
-        self, *, in_channels: int = 1, image_size: int = 28, output_activation: str = "none",
-        loss: str = "mse", bn_momentum: float = 0.1, optimizer: OptimizerFactory | None = None,
+        self,
+        *,
+        in_channels: int = 1,
+        image_size: int = 28,
+        output_activation: str = "none",
+        loss: str = "mse",
+        bn_momentum: float = 0.1,
+        optimizer: OptimizerFactory | None = None,
     ) -> None:
-        super().__init__(in_channels=in_channels, image_size=image_size, loss=loss,
-                         output_activation=output_activation, optimizer=optimizer)
+        super().__init__(
+            in_channels=in_channels,
+            image_size=image_size,
+            loss=loss,
+            output_activation=output_activation,
+            optimizer=optimizer,
+        )
         self.latent_dim = code_size(image_size)
         self.encoder = KerasConvEncoder(in_channels=in_channels, image_size=image_size)
         self.decoder = KerasConvDecoder(

@@ -28,7 +28,12 @@ class ReconstructionModel(pl.LightningModule):
     """
 
     def __init__(
-        self, *, in_channels: int, image_size: int, loss: str, output_activation: str,
+        self,
+        *,
+        in_channels: int,
+        image_size: int,
+        loss: str,
+        output_activation: str,
         optimizer: OptimizerFactory | None = None,
     ) -> None:
         super().__init__()
@@ -85,8 +90,13 @@ class ReconstructionModel(pl.LightningModule):
         terms = self.loss_terms(x)
         sync = stage != "train"
         for name, value in terms.items():
-            self.log(f"{stage}/{name}", value.detach(), batch_size=x.shape[0],
-                     prog_bar=name == "loss", sync_dist=sync)
+            self.log(
+                f"{stage}/{name}",
+                value.detach(),
+                batch_size=x.shape[0],
+                prog_bar=name == "loss",
+                sync_dist=sync,
+            )
         return terms["loss"]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

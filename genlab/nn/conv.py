@@ -53,10 +53,17 @@ class KerasConvEncoder(nn.Module):
         latent = code_size(image_size)
         final = _valid_conv_size(image_size)
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3), nn.ReLU(),
-            nn.Flatten(), nn.Linear(64 * final * final, latent), nn.ReLU(),
+            nn.Conv2d(in_channels, 32, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * final * final, latent),
+            nn.ReLU(),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -71,11 +78,14 @@ class KerasConvDecoder(nn.Module):
         side = image_size // 4
         self.net = nn.Sequential(
             nn.Unflatten(1, (1, side, side)),
-            nn.ConvTranspose2d(1, 64, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(1, 64, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(),
             nn.BatchNorm2d(64, momentum=bn_momentum, eps=1e-3),
-            nn.ConvTranspose2d(64, 64, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(64, 64, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(),
             nn.BatchNorm2d(64, momentum=bn_momentum, eps=1e-3),
-            nn.ConvTranspose2d(64, 32, 3, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(64, 32, 3, padding=1),
+            nn.ReLU(),
             nn.Conv2d(32, out_channels, 3, padding=1),
         )
 

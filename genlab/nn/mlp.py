@@ -15,18 +15,23 @@ class MLPEncoder(nn.Module):
     """x [B, D] -> h [B, latent]: hidden layers, then the code layer."""
 
     def __init__(
-        self, *, in_features: int, hidden_dims: Sequence[int], latent_dim: int,
-        hidden_activation: str, latent_activation: str,
+        self,
+        *,
+        in_features: int,
+        hidden_dims: Sequence[int],
+        latent_dim: int,
+        hidden_activation: str,
+        latent_activation: str,
     ) -> None:
         super().__init__()
         dims = [in_features, *hidden_dims, latent_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:], strict=False))
         self.activations = nn.ModuleList(
             [activation(hidden_activation) for _ in hidden_dims] + [activation(latent_activation)]
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        for layer, act in zip(self.layers, self.activations):
+        for layer, act in zip(self.layers, self.activations, strict=True):
             x = act(layer(x))
         return x
 
@@ -39,8 +44,13 @@ class MLPDecoder(nn.Module):
     """
 
     def __init__(
-        self, *, latent_dim: int, hidden_dims: Sequence[int], out_features: int,
-        hidden_activation: str, tied_to: MLPEncoder | None = None,
+        self,
+        *,
+        latent_dim: int,
+        hidden_dims: Sequence[int],
+        out_features: int,
+        hidden_activation: str,
+        tied_to: MLPEncoder | None = None,
     ) -> None:
         super().__init__()
         dims = [latent_dim, *reversed(list(hidden_dims)), out_features]
@@ -48,7 +58,9 @@ class MLPDecoder(nn.Module):
         # A plain attribute list, not a ModuleList: the encoder owns (and saves) these weights.
         self._tied = list(reversed(tied_to.layers)) if tied_to is not None else None
         if self._tied is None:
-            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
+            self.layers = nn.ModuleList(
+                nn.Linear(a, b) for a, b in zip(dims, dims[1:], strict=False)
+            )
         else:
             self.biases = nn.ParameterList(nn.Parameter(torch.zeros(b)) for b in dims[1:])
 
@@ -61,4 +73,3 @@ class MLPDecoder(nn.Module):
         for i, act in enumerate(self.activations):
             h = act(self._linear(i, h))
         return self._linear(len(self.activations), h)
-
