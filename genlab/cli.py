@@ -9,6 +9,7 @@ they re-enter the same command.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -23,7 +24,11 @@ USAGE_TAIL = """\
 Every command is a Hydra app: add `--help` after the command for its config groups,
 `--cfg job` to print the composed config, `-m` for a multirun sweep, e.g.
   genlab train -m model=ae,sparse_ae model.latent_dim=2,16
+Tab completion of commands, config groups and keys (bash, zsh):
+  eval "$(genlab -sc install=bash)"
 """
+
+COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
 
 def usage() -> str:
@@ -35,8 +40,39 @@ def usage() -> str:
     return "\n".join(lines) + "\n\n" + USAGE_TAIL
 
 
+def _run_app(command: str, args: list[str], *, argv0: str | None = None) -> None:
+    module = importlib.import_module(COMMANDS[command][0])
+    sys.argv = [argv0 or module.__file__, *args]
+    module.main()
+
+
+def complete(args: list[str]) -> int:
+    """Shell completion for `genlab <command> ...`: the command word is completed here; the
+    rest is Hydra's, given the line without the command word, as if `genlab <command>`
+    were one program."""
+    request = args[1] if len(args) > 1 else ""
+    if not request.startswith("query="):
+        # install / uninstall: Hydra's script, registered for the `genlab` executable.
+        _run_app("train", args, argv0="genlab")
+        return 0
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    completing_command = len(words) < 2 or (len(words) == 2 and not line.endswith(" "))
+    if completing_command:
+        prefix = words[1] if len(words) == 2 else ""
+        print(" ".join(name for name in COMMANDS if name.startswith(prefix)))
+        return 0
+    if words[1] not in COMMANDS:
+        return 0
+    os.environ["COMP_LINE"] = line.replace(f" {words[1]}", "", 1)
+    _run_app(words[1], args, argv0="genlab")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in COMPLETION_FLAGS:
+        return complete(args)
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage(), end="")
         return 0
@@ -45,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genlab: unknown command {command!r}\n", file=sys.stderr)
         print(usage(), end="", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    sys.argv = [module.__file__, *rest]
-    module.main()
+    _run_app(command, rest)
     return 0
 
 

@@ -103,3 +103,30 @@ def test_unknown_class_filter(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "data.classes has 12" in result.stderr
+
+
+def test_shell_completion_knows_commands_and_groups(tmp_path: Path) -> None:
+    import os
+
+    def query(line: str) -> str:
+        env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
+        genlab = Path(sys.executable).with_name("genlab")
+        return subprocess.run(
+            [str(genlab), "-sc", "query=bash"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    assert query("genlab tr").split() == ["train"]
+    assert "model=sparse_ae" in query("genlab train model=").split()
+    assert "model.rho=" in query("genlab train model=sparse_ae model.r").split()
+    install = subprocess.run(
+        [str(Path(sys.executable).with_name("genlab")), "-sc", "install=bash"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert install.stdout.rstrip().endswith("hydra_bash_completion genlab")

@@ -1,0 +1,124 @@
+"""Every config option composes and instantiates into the object it names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from genlab.commands.common import CONFIG_DIR
+
+CONFIGS = Path(CONFIG_DIR)
+
+
+def options(group: str) -> list[str]:
+    # trainer/default.yaml is the base the trainer options extend, not an option itself.
+    return sorted(
+        p.stem
+        for p in (CONFIGS / group).glob("*.yaml")
+        if not (group == "trainer" and p.stem == "default")
+    )
+
+
+def compose_train(tmp_path: Path, *overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                f"paths.root_dir={tmp_path}",
+                f"paths.output_dir={tmp_path}/out",
+                "data.root=" + str(tmp_path),
+                *overrides,
+            ],
+        )
+
+
+def test_groups_have_the_documented_options() -> None:
+    assert options("model") == [
+        "ae",
+        "contractive_ae",
+        "conv_ae",
+        "deep_ae",
+        "denoising_ae",
+        "sparse_ae",
+    ]
+    assert options("data") == ["cifar10", "fashion_mnist", "folder", "mnist", "mnist_5k"]
+    assert options("optimizer") == ["adam", "adamw", "rmsprop", "sgd"]
+    assert options("trainer") == ["cpu", "ddp", "ddp_cpu", "gpu"]
+    assert options("logger") == ["csv", "tensorboard"]
+    assert options("callbacks") == ["default", "none"]
+
+
+@pytest.mark.parametrize("data", options("data"))
+@pytest.mark.parametrize("model", options("model"))
+def test_every_model_instantiates_for_every_dataset(model: str, data: str, tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, f"model={model}", f"data={data}")
+    module = instantiate(cfg.model)
+    assert isinstance(module, pl.LightningModule)
+    x = torch.rand(2, cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
+    assert module.reconstruct(x).shape == x.shape
+    datamodule = instantiate(cfg.data)
+    assert isinstance(datamodule, pl.LightningDataModule)
+    assert datamodule.shape == x.shape[1:]
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+def test_every_optimizer_builds(optimizer: str, tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, "model=ae", f"optimizer={optimizer}", "optimizer.lr=0.05")
+    module = instantiate(cfg.model)
+    built = module.configure_optimizers()
+    assert type(built).__name__.lower() == optimizer
+    assert built.param_groups[0]["lr"] == 0.05
+    if optimizer == "sgd":
+        assert built.param_groups[0]["momentum"] == 0.9
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "ddp_cpu"])
+def test_cpu_trainers_instantiate(trainer: str, tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, f"trainer={trainer}", "trainer.max_epochs=3")
+    built = instantiate(cfg.trainer, logger=False)
+    assert isinstance(built, pl.Trainer)
+    assert built.max_epochs == 3
+    assert built.num_devices == (2 if trainer == "ddp_cpu" else 1)
+
+
+def test_gpu_trainers_compose(tmp_path: Path) -> None:
+    gpu = compose_train(tmp_path, "trainer=gpu").trainer
+    assert (gpu.accelerator, gpu.devices) == ("gpu", 1)
+    ddp = compose_train(tmp_path, "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")
+    assert (ddp.trainer.strategy, ddp.trainer.devices, ddp.trainer.num_nodes) == ("ddp", 4, 2)
+    assert ddp.trainer.accelerator == "gpu"
+
+
+@pytest.mark.parametrize("logger", options("logger"))
+def test_loggers_instantiate(logger: str, tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, f"logger={logger}")
+    built = instantiate(cfg.logger)
+    assert isinstance(built, pl.loggers.Logger)
+    assert Path(built.log_dir).is_relative_to(tmp_path / "out")
+
+
+@pytest.mark.parametrize("callbacks", options("callbacks"))
+def test_callbacks_instantiate(callbacks: str, tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, f"callbacks={callbacks}")
+    built = [instantiate(c) for c in cfg.callbacks.values()]
+    assert all(isinstance(c, pl.Callback) for c in built)
+    assert len(built) == (3 if callbacks == "default" else 0)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiments_compose(experiment: str, tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, f"experiment={experiment}")
+    assert isinstance(instantiate(cfg.model), pl.LightningModule)
+
+
+def test_model_shape_follows_the_data(tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, "model=conv_ae", "data=cifar10")
+    module = instantiate(cfg.model)
+    assert module.image_shape == (3, 32, 32)
+    assert module.latent_dim == 64
