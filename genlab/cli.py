@@ -18,6 +18,26 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "fit a model, with checkpoints and TensorBoard image grids",
         "genlab train model=conv_ae data=mnist trainer.max_epochs=5",
     ),
+    "sample": (
+        "genlab.commands.sample",
+        "decode draws from a checkpoint's prior (or its 2-D manifold) into a PNG grid",
+        "genlab sample ckpt=outputs/train/DATE/TIME/checkpoints/last.ckpt n=64",
+    ),
+    "interpolate": (
+        "genlab.commands.interpolate",
+        "decode paths between pairs of images' codes or random latents",
+        "genlab interpolate ckpt=PATH steps=10 method=slerp",
+    ),
+    "arithmetic": (
+        "genlab.commands.arithmetic",
+        "add an attribute vector (mean code of one set minus another) to images' codes",
+        "genlab arithmetic ckpt=PATH plus.label=7 minus.label=1 apply.label=1",
+    ),
+    "embed": (
+        "genlab.commands.embed",
+        "encode a split; write the codes and a scatter plot coloured by class",
+        "genlab embed ckpt=PATH method=tsne",
+    ),
 }
 
 USAGE_TAIL = """\

@@ -49,3 +49,31 @@ def save_png(image: Tensor, path: str | Path) -> Path:
     Image.fromarray(array).save(tmp, format="PNG")
     os.replace(tmp, path)
     return path
+
+
+def scatter_png(
+    points: Tensor, labels: Tensor, *, class_names: list[str], title: str, path: str | Path
+) -> Path:
+    """A scatter plot of 2-D points [N, 2] coloured by label, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=120)
+    cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
+    for label in labels.unique().tolist():
+        mask = labels == label
+        name = class_names[label] if 0 <= label < len(class_names) else str(label)
+        ax.scatter(
+            points[mask, 0], points[mask, 1], s=4, alpha=0.7, color=cmap(label % cmap.N), label=name
+        )
+    ax.set_title(title)
+    ax.legend(markerscale=4, fontsize=8, loc="best")
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,5 +1,6 @@
-"""Every validation epoch: a grid of a fixed validation batch and what the model makes of
-it (``model.image_rows``), to TensorBoard and as a PNG in the run directory."""
+"""Every validation epoch: the model's image grids (``model.image_grids`` of a fixed
+validation batch: reconstructions, samples, ...) to TensorBoard and as PNGs in the run
+directory."""
 
 from __future__ import annotations
 
@@ -38,19 +39,20 @@ class ImageGridCallback(pl.Callback):
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not hasattr(pl_module, "image_rows"):
+        if trainer.sanity_checking or not hasattr(pl_module, "image_grids"):
             return
         batch = self._fixed_batch(trainer)
         if batch is None:
             return
         was_training = pl_module.training
         pl_module.eval()
-        rows = pl_module.image_rows(batch.to(pl_module.device))
+        grids = pl_module.image_grids(batch.to(pl_module.device))
         pl_module.train(was_training)
-        grid = rows_grid([r.float().cpu() for r in rows])
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(self.tag, grid, global_step=trainer.global_step)
-        if self.directory is not None:
-            name = f"{self.tag.replace('/', '_')}_epoch{trainer.current_epoch:03d}.png"
-            save_png(grid, self.directory / name)
+        for tag, rows in grids.items():
+            grid = rows_grid([r.float().cpu() for r in rows])
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_image(tag, grid, global_step=trainer.global_step)
+            if self.directory is not None:
+                name = f"{tag.replace('/', '_')}_epoch{trainer.current_epoch:03d}.png"
+                save_png(grid, self.directory / name)

@@ -85,6 +85,12 @@ class ReconstructionModel(pl.LightningModule):
         """Rows of the training image grid: inputs, then reconstructions."""
         return [x, self.reconstruct(x)]
 
+    @torch.no_grad()
+    def image_grids(self, x: Tensor) -> dict[str, list[Tensor]]:
+        """The grids logged every validation epoch, by tag; each a list of equally long
+        image rows [n, C, H, W] in [0, 1]. ``x`` is a fixed validation batch."""
+        return {"val/reconstructions": self.image_rows(x)}
+
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, _ = batch
         terms = self.loss_terms(x)

@@ -1,0 +1,88 @@
+"""`genlab embed ckpt=PATH`: the lecture's picture of a latent space.
+
+Encodes a split and writes the codes with their labels (``codes.npz``) and a scatter plot
+coloured by class (``embedding.png``): 2-D codes directly, larger ones through PCA or t-SNE.
+An autoencoder's codes form separate clusters; a VAE's are packed around the origin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from genlab.commands.common import CONFIG_DIR, run_command
+from genlab.errors import ConfigError
+
+METHODS = ("pca", "tsne")
+
+
+def project(codes: Any, *, method: str, seed: int) -> tuple[Any, str]:
+    """2-D coordinates of codes [N, D] and a description of the axes."""
+    from genlab.latent import pca
+
+    if codes.shape[1] == 1:
+        return codes.repeat(1, 2) * codes.new_tensor([1.0, 0.0]), "z1"
+    if codes.shape[1] == 2:
+        return codes, "z1, z2"
+    if method == "pca":
+        points, explained = pca(codes)
+        return points, f"PCA: {100 * explained.sum():.0f}% of the variance"
+    import torch
+    from sklearn.manifold import TSNE
+
+    perplexity = min(30.0, (codes.shape[0] - 1) / 3)
+    points = TSNE(
+        n_components=2, perplexity=perplexity, init="pca", random_state=seed
+    ).fit_transform(codes.numpy())
+    return torch.from_numpy(points).float(), "t-SNE"
+
+
+def embed(cfg: DictConfig) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from genlab.commands import checkpointed
+    from genlab.viz import scatter_png
+
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method={cfg.method!r} is not one of {', '.join(METHODS)}")
+    loaded = checkpointed.load(cfg)
+    dm = checkpointed.datamodule(loaded, cfg.data)
+    dataset = checkpointed.split(dm, cfg.split)
+    codes, labels = checkpointed.encode_split(loaded.model, dataset, device=loaded.device)
+
+    shown = torch.arange(len(codes))
+    if len(codes) > cfg.max_points:
+        shown = torch.randperm(len(codes), generator=torch.Generator().manual_seed(cfg.seed))
+        shown = shown[: cfg.max_points].sort().values
+    points, axes = project(codes[shown], method=cfg.method, seed=cfg.seed)
+
+    npz = loaded.output_dir / "codes.npz"
+    np.savez(
+        npz,
+        codes=codes.numpy(),
+        labels=labels.numpy(),
+        shown=shown.numpy(),
+        projection=points.numpy(),
+        class_names=np.array(dm.class_names),
+    )
+    png = scatter_png(
+        points,
+        labels[shown],
+        class_names=dm.class_names,
+        title=f"{type(loaded.model).__name__} codes ({axes})",
+        path=loaded.output_dir / "embedding.png",
+    )
+    print(f"genlab embed: {len(codes)} codes of dimension {codes.shape[1]} in {npz}; plot in {png}")
+    return {"npz": str(npz), "png": str(png), "latent_dim": int(codes.shape[1])}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="embed")
+def main(cfg: DictConfig) -> None:
+    run_command(embed, cfg)
+
+
+if __name__ == "__main__":
+    main()

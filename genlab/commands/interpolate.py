@@ -1,0 +1,103 @@
+"""`genlab interpolate ckpt=PATH`: walk the latent space between two codes and decode.
+
+With ``source=data`` the endpoints are the codes of two images of a split (given by
+``pairs`` or drawn by ``seed``), and each row shows the first image, the decoded path and the
+second image. With ``source=prior`` they are random latents from the model's prior (or, for
+plain autoencoders, from a Gaussian fitted to the training codes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from genlab.commands.common import CONFIG_DIR, run_command
+from genlab.errors import ConfigError
+
+SOURCES = ("data", "prior")
+
+
+def pick_pairs(cfg: DictConfig, size: int) -> list[tuple[int, int]]:
+    import torch
+
+    if cfg.pairs is None:
+        if size < 2:
+            raise ConfigError("the split needs at least two images to interpolate between")
+        generator = torch.Generator().manual_seed(cfg.seed)
+        return [
+            tuple(torch.randperm(size, generator=generator)[:2].tolist())
+            for _ in range(cfg.num_pairs)
+        ]
+    pairs = OmegaConf.to_container(cfg.pairs)
+    if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise ConfigError(f"pairs must be a list of [i, j] index pairs (got {pairs})")
+    for i, j in pairs:
+        if not (0 <= i < size and 0 <= j < size):
+            raise ConfigError(f"pair [{i}, {j}] is out of range: the split has {size} images")
+    return [(int(i), int(j)) for i, j in pairs]
+
+
+def interpolate(cfg: DictConfig) -> dict[str, Any]:
+    import torch
+
+    from genlab.commands import checkpointed
+    from genlab.latent import GaussianCodeModel, path_between
+    from genlab.viz import rows_grid, save_png
+
+    if cfg.source not in SOURCES:
+        raise ConfigError(f"source={cfg.source!r} is not one of {', '.join(SOURCES)}")
+    if cfg.num_pairs < 1:
+        raise ConfigError(f"num_pairs must be at least 1 (got {cfg.num_pairs})")
+    loaded = checkpointed.load(cfg)
+    model = loaded.model
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    pairs: list[tuple[int, int]] = []
+    if cfg.source == "data":
+        dataset = checkpointed.split(checkpointed.datamodule(loaded, cfg.data), cfg.split)
+        pairs = pick_pairs(cfg, len(dataset))
+        index = torch.tensor(pairs).flatten()
+        images, _ = dataset[index]
+        codes = checkpointed.encode(model, images, device=loaded.device)
+        starts, stops = codes[0::2], codes[1::2]
+    elif getattr(model, "has_prior", False):
+        z = model.sample_latent(2 * cfg.num_pairs, generator=generator).cpu()
+        starts, stops = z[0::2], z[1::2]
+    else:
+        dm = checkpointed.datamodule(loaded, cfg.data)
+        codes, _ = checkpointed.encode_split(model, dm.splits["train"], device=loaded.device)
+        z = GaussianCodeModel(codes).sample(2 * cfg.num_pairs, generator=generator)
+        starts, stops = z[0::2], z[1::2]
+
+    paths = torch.stack(
+        [
+            path_between(a, b, steps=cfg.steps, method=cfg.method)
+            for a, b in zip(starts, stops, strict=True)
+        ]
+    )
+    decoded = checkpointed.decode(model, paths.flatten(0, 1), device=loaded.device)
+    decoded = decoded.view(len(paths), cfg.steps, *decoded.shape[1:])
+    rows = [
+        torch.cat([images[2 * k : 2 * k + 1], row, images[2 * k + 1 : 2 * k + 2]])
+        if cfg.source == "data"
+        else row
+        for k, row in enumerate(decoded)
+    ]
+    png = save_png(rows_grid(rows), loaded.output_dir / "interpolation.png")
+    tensors = checkpointed.save_tensors(
+        {"images": decoded, "codes": paths, "pairs": torch.tensor(pairs, dtype=torch.long)},
+        loaded.output_dir / "interpolation.pt",
+    )
+    print(f"genlab interpolate: {len(rows)} paths of {cfg.steps} steps in {png} and {tensors}")
+    return {"png": str(png), "tensors": str(tensors), "pairs": pairs}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="interpolate")
+def main(cfg: DictConfig) -> None:
+    run_command(interpolate, cfg)
+
+
+if __name__ == "__main__":
+    main()
