@@ -86,3 +86,15 @@ def test_default_dataset_tests_on_val() -> None:
 def test_bad_options(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         ImageDataModule(**kwargs)
+
+
+def test_dynamic_binarisation_draws_fresh_binary_pixels(tiny_mnist: Path) -> None:
+    dm = setup(tiny_mnist, binarize=True)
+    index = torch.arange(8)
+    first, _ = dm.splits["train"][index]
+    second, _ = dm.splits["train"][index]
+    assert set(first.unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(first, second)
+    grey = dm.splits["train"].images[index].float() / 255
+    draws = torch.stack([dm.splits["train"][index][0] for _ in range(400)]).mean(0)
+    torch.testing.assert_close(draws, grey, atol=0.1, rtol=0)

@@ -35,6 +35,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    # A model without a meaningful val/loss (a GAN) names its own metric, or None to keep
+    # only the latest checkpoint.
+    monitor = getattr(model, "checkpoint_monitor", "val/loss")
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor != monitor:
+            callback.monitor = monitor
+            if monitor is None:
+                callback.filename = "epoch{epoch:03d}"
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
 
     if trainer.is_global_zero:

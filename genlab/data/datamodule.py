@@ -39,6 +39,7 @@ class ImageDataModule(pl.LightningDataModule):
     """Images in [0, 1] as float tensors [B, C, image_size, image_size] with int64 labels.
 
     ``classes`` keeps only those labels (given as indices or class names) in every split.
+    ``binarize`` samples every pixel from Bernoulli(intensity) at each fetch.
     Datasets without a test split (mnist_5k, a folder without ``test/``) test on val.
     """
 
@@ -57,6 +58,7 @@ class ImageDataModule(pl.LightningDataModule):
         classes: Sequence[int | str] | None = None,
         seed: int | None = 0,
         pin_memory: bool = False,
+        binarize: bool = False,
     ) -> None:
         super().__init__()
         if dataset not in LOADERS:
@@ -84,6 +86,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.classes = list(classes) if classes is not None else None
         self.seed = 0 if seed is None else seed
         self.pin_memory = pin_memory
+        self.binarize = binarize
         self.class_names: list[str] = []
         self.splits: dict[str, TensorImageDataset] = {}
 
@@ -115,11 +118,15 @@ class ImageDataModule(pl.LightningDataModule):
         order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.seed))
         val_idx, train_idx = order[:n_val], order[n_val:]
         self.splits = {
-            "train": TensorImageDataset(train_x[train_idx], train_y[train_idx]),
-            "val": TensorImageDataset(train_x[val_idx], train_y[val_idx]),
+            "train": TensorImageDataset(
+                train_x[train_idx], train_y[train_idx], binarize=self.binarize
+            ),
+            "val": TensorImageDataset(train_x[val_idx], train_y[val_idx], binarize=self.binarize),
         }
         if "test" in loaded:
-            self.splits["test"] = TensorImageDataset(*self._prepare(loaded["test"], keep))
+            self.splits["test"] = TensorImageDataset(
+                *self._prepare(loaded["test"], keep), binarize=self.binarize
+            )
 
     def _class_indices(self, names: list[str]) -> np.ndarray | None:
         if self.classes is None:

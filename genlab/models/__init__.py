@@ -1,4 +1,10 @@
-"""LightningModules, one family a file. `MODEL_CLASSES` maps a config's `_target_` to its class."""
+"""LightningModules, one family a file.
+
+`MODEL_CLASSES` maps a config's `_target_` to its class: every LightningModule imported here.
+Checkpoints are rebuilt through this table only, so a new family needs one import line.
+"""
+
+import pytorch_lightning as _pl
 
 from genlab.models.autoencoders import (
     Autoencoder,
@@ -9,18 +15,6 @@ from genlab.models.autoencoders import (
 )
 from genlab.models.base import ReconstructionModel
 from genlab.models.vae import ConvVariationalAutoencoder, VariationalAutoencoder
-
-# Every class a checkpoint may name: checkpoints are rebuilt through this table only.
-MODEL_CLASSES: dict[str, type[ReconstructionModel]] = {
-    f"genlab.models.{cls.__name__}": cls
-    for cls in (
-        Autoencoder,
-        ContractiveAutoencoder,
-        ConvAutoencoder,
-        DenoisingAutoencoder,
-        SparseAutoencoder,
-    )
-}
 
 __all__ = [
     "MODEL_CLASSES",
@@ -33,3 +27,11 @@ __all__ = [
     "SparseAutoencoder",
     "VariationalAutoencoder",
 ]
+
+MODEL_CLASSES: dict[str, type[_pl.LightningModule]] = {
+    f"genlab.models.{name}": obj
+    for name, obj in list(globals().items())
+    if isinstance(obj, type)
+    and issubclass(obj, _pl.LightningModule)
+    and obj is not ReconstructionModel
+}
