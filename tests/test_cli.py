@@ -49,7 +49,7 @@ def test_unknown_model_lists_the_available_ones(tmp_path: Path) -> None:
 def test_train_help_and_cfg_job(tmp_path: Path) -> None:
     result = run_genlab("train", "--help", cwd=tmp_path)
     assert result.returncode == 0
-    assert "model: ae, contractive_ae, conv_ae" in result.stdout
+    assert "model: ae, cgan, classifier, contractive_ae, conv_ae, conv_vae, dcgan" in result.stdout
     result = run_genlab("train", "model=sparse_ae", "model.rho=0.1", "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0
     assert "genlab.models.SparseAutoencoder" in result.stdout

@@ -27,6 +27,7 @@ class NonFiniteLossGuard(pl.Callback):
         raise NonFiniteLossError(
             f"the training loss became {loss.item()} at epoch {trainer.current_epoch}, "
             f"step {trainer.global_step}; training stopped before the bad step touched the "
-            f"weights. {where} Try a lower optimizer.lr, gradient clipping "
-            "(trainer.gradient_clip_val=1.0) or trainer.precision=32-true."
+            f"weights. {where} Try a lower learning rate (optimizer.lr; model.optimizer_g.lr "
+            "and model.optimizer_d.lr for GANs), gradient clipping (trainer.gradient_clip_val=1.0;"
+            " model.grad_clip_norm=1.0 for GANs) or trainer.precision=32-true."
         )

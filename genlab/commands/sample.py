@@ -5,6 +5,8 @@ prior, so a full-covariance Gaussian is fitted to the codes of the training spli
 sampled instead: the lecture's point is that this looks worse than a VAE, because an
 autoencoder's codes need not fill that Gaussian. ``mode=manifold`` decodes a grid over
 [-extent, extent]² for models with 2-D latents (the lecture's manifold figure).
+Conditional models (``conditional = True``, e.g. the cgan) draw the class ``label``, or
+cycle through their classes when it is null, one class per column.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"n must be at least 1 (got {cfg.n})")
     loaded = checkpointed.load(cfg)
     model = loaded.model
+    conditional = getattr(model, "conditional", False)
+    if cfg.label is not None and not conditional:
+        raise ConfigError(
+            f"label={cfg.label} needs a conditional model (e.g. model=cgan); this "
+            f"{type(model).__name__} is unconditional, drop the label"
+        )
     latent_dim = getattr(model, "latent_dim", None)
     generator = torch.Generator().manual_seed(cfg.seed)
     result: dict[str, Any] = {"mode": cfg.mode}
@@ -59,10 +67,23 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         result["prior"] = "gaussian fitted to training codes"
         nrow = math.ceil(math.sqrt(cfg.n))
 
-    images = checkpointed.decode(model, z.cpu(), device=loaded.device)
+    saved = {"z": z.cpu()}
+    if conditional:
+        labels = model.class_labels(len(z), cfg.label).cpu()
+        with torch.no_grad():
+            parts = [
+                model.decode(zs.to(loaded.device), ys.to(loaded.device)).float().cpu()
+                for zs, ys in zip(z.cpu().split(512), labels.split(512), strict=True)
+            ]
+        images = torch.cat(parts).clamp(0, 1)
+        saved["labels"] = labels
+        if cfg.label is None and cfg.mode == "prior":
+            nrow = model.num_classes
+    else:
+        images = checkpointed.decode(model, z.cpu(), device=loaded.device)
     png = save_png(make_grid(images, nrow=nrow), loaded.output_dir / "samples.png")
     tensors = checkpointed.save_tensors(
-        {"images": images, "z": z.cpu()}, loaded.output_dir / "samples.pt"
+        {"images": images, **saved}, loaded.output_dir / "samples.pt"
     )
     print(f"genlab sample: {len(images)} samples in {png} and {tensors}")
     return {**result, "png": str(png), "tensors": str(tensors), "n": len(images)}

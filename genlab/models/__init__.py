@@ -14,18 +14,27 @@ from genlab.models.autoencoders import (
     SparseAutoencoder,
 )
 from genlab.models.base import ReconstructionModel
+from genlab.models.classifier import Classifier
+from genlab.models.gans import DCGAN, GAN, SAGAN, WGAN, WGANGP, ConditionalGAN
 from genlab.models.vae import ConvVariationalAutoencoder, VariationalAutoencoder
 
 __all__ = [
     "MODEL_CLASSES",
     "Autoencoder",
+    "Classifier",
+    "ConditionalGAN",
     "ContractiveAutoencoder",
     "ConvAutoencoder",
     "ConvVariationalAutoencoder",
+    "DCGAN",
     "DenoisingAutoencoder",
+    "GAN",
     "ReconstructionModel",
+    "SAGAN",
     "SparseAutoencoder",
     "VariationalAutoencoder",
+    "WGAN",
+    "WGANGP",
 ]
 
 MODEL_CLASSES: dict[str, type[_pl.LightningModule]] = {

@@ -1,0 +1,310 @@
+"""Training throughput of the dcgan through genlab against a minimal hand-written loop.
+
+Trains `model=dcgan` on the mnist_5k train split for --steps batches after --warmup untimed
+ones, two ways in one process; each batch is one discriminator step and one generator step
+(the config's d_steps=1):
+
+- genlab: ``genlab.commands.train.train`` on a composed Hydra config (no callbacks but a
+  timer, no logger, no validation, no test), so the time includes Lightning's loop, the
+  optimizer toggling, ``self.log`` and the DataLoader. With manual optimization every
+  optimizer step counts towards ``trainer.max_steps``, so it is set to two per batch.
+- plain: the same generator and discriminator modules, initial weights, data tensors, batch
+  order and Adam settings, in a loop of: fakes under no_grad, D's cross-entropy step, D
+  frozen, G's non-saturating step on fresh noise.
+
+Both run in float32 on the CPU. The runs alternate plain/genlab --repeats times; the table
+gives the median images/s (real images per second) and ms per batch of each and the ratio
+genlab/plain (1.0 means no overhead). Other processes on a shared machine distort the
+figures; each run reports how many cores they kept busy. Run from the repository root:
+
+    .venv/bin/python scripts/bench_gan.py
+    .venv/bin/python scripts/bench_gan.py --steps 60 --repeats 5 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from genlab.commands.common import CONFIG_DIR
+from genlab.commands.train import train
+
+SEED = 0
+PROC_STAT = Path("/proc/stat")
+
+
+@dataclass
+class Run:
+    """One timed run: seconds for the timed batches, the last losses, and the cores other
+    processes kept busy meanwhile (NaN where /proc/stat is missing)."""
+
+    seconds: float
+    d_loss: float
+    g_loss: float
+    other_load: float
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    own = usage.ru_utime + usage.ru_stime
+    machine = float("nan")
+    if PROC_STAT.exists():
+        # cpu  user nice system idle iowait irq softirq steal: all but idle and iowait.
+        ticks = [int(t) for t in PROC_STAT.read_text().split("\n", 1)[0].split()[1:9]]
+        machine = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    return machine, own
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.machine, self.own = _cpu_seconds()
+
+    def stop(self, d_loss: float, g_loss: float) -> Run:
+        seconds = time.perf_counter() - self.wall
+        machine, own = _cpu_seconds()
+        other = max((machine - self.machine) - (own - self.own), 0.0)
+        return Run(seconds, d_loss, g_loss, other / seconds)
+
+
+class BatchTimer(pl.Callback):
+    """Reads the clock at the end of batch ``start`` and of batch ``stop`` (counted from 1
+    over the whole fit), so the time spans whole iterations: fetch, both steps, logging."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start = start
+        self.stop = stop
+        self.batches = 0
+        self.clock: Clock | None = None
+        self.run: Run | None = None
+        self.initial_state: dict[str, Tensor] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.initial_state = {k: v.clone() for k, v in pl_module.state_dict().items()}
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self.batches += 1
+        if self.batches == self.start:
+            self.clock = Clock()
+        elif self.batches == self.stop and self.clock is not None:
+            metrics = trainer.callback_metrics
+            self.run = self.clock.stop(
+                float(metrics["train/d_loss"]), float(metrics["train/g_loss"])
+            )
+
+
+def compose(args: argparse.Namespace, output_dir: str) -> DictConfig:
+    """The `genlab train` config of one benchmark run, writing only under ``output_dir``."""
+    timer = f"{BatchTimer.__module__}.{BatchTimer.__qualname__}"
+    batches = args.warmup + args.steps
+    overrides = [
+        "model=dcgan",
+        "model.d_steps=1",
+        "data=mnist_5k",
+        f"data.batch_size={args.batch_size}",
+        "trainer=cpu",
+        "trainer.precision=32-true",
+        # One D and one G optimizer step per batch.
+        f"trainer.max_steps={2 * batches}",
+        "trainer.max_epochs=-1",
+        "trainer.limit_val_batches=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "callbacks=none",
+        f"+callbacks.bench_timer._target_={timer}",
+        f"+callbacks.bench_timer.start={args.warmup}",
+        f"+callbacks.bench_timer.stop={batches}",
+        "~logger",
+        f"seed={SEED}",
+        "test=false",
+        # Set directly so that the config resolves without a running Hydra app.
+        f"paths.root_dir={output_dir}",
+        f"paths.output_dir={output_dir}",
+    ]
+    with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return hydra.compose("train", overrides=overrides)
+
+
+def run_genlab(args: argparse.Namespace) -> tuple[Run, dict[str, Tensor]]:
+    """Fit through genlab; returns the timed run and the model's weights before step 1."""
+    with tempfile.TemporaryDirectory(prefix="bench_gan_") as output_dir:
+        _, objects = train(compose(args, output_dir))
+    timer = next(c for c in objects["trainer"].callbacks if isinstance(c, BatchTimer))
+    if timer.run is None:
+        raise RuntimeError(f"genlab stopped after {timer.batches} batches, before {timer.stop}")
+    return timer.run, timer.initial_state
+
+
+def batches(images: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
+    """Endless float batches in [0, 1], reshuffled every epoch, the last partial batch
+    dropped: the datamodule's training sampler, seeded alike, so both loops see the same."""
+    generator = torch.Generator().manual_seed(seed)
+    usable = len(images) // batch_size * batch_size
+    while True:
+        order = torch.randperm(len(images), generator=generator)
+        for index in order[:usable].split(batch_size):
+            yield images[index].float() / 255
+
+
+def plain_steps(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    data: Iterator[Tensor],
+    steps: int,
+    latent_dim: int,
+) -> tuple[float, float]:
+    d_loss = g_loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        real = next(data) * 2 - 1
+        n = real.shape[0]
+        with torch.no_grad():
+            fake = generator(torch.randn(n, latent_dim))
+        # -[log D(x) + log(1 - D(G(z)))] with D = sigmoid(logits).
+        d_loss = F.softplus(-discriminator(real)).mean() + F.softplus(discriminator(fake)).mean()
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+
+        discriminator.requires_grad_(False)
+        g_loss = F.softplus(-discriminator(generator(torch.randn(n, latent_dim)))).mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        discriminator.requires_grad_(True)
+    return d_loss.item(), g_loss.item()
+
+
+def run_plain(
+    args: argparse.Namespace, cfg: DictConfig, images: Tensor
+) -> tuple[Run, dict[str, Tensor]]:
+    """Fit with the hand-written loop; returns the timed run and the initial weights."""
+    torch.manual_seed(SEED)
+    model = instantiate(cfg.model)
+    model.train()
+    initial_state = {k: v.clone() for k, v in model.state_dict().items()}
+    g, d = model.generator, model.discriminator
+    settings = {
+        name: {"lr": cfg.model[name].lr, "betas": tuple(cfg.model[name].betas)}
+        for name in ("optimizer_g", "optimizer_d")
+    }
+    opt_g = torch.optim.Adam(g.parameters(), **settings["optimizer_g"])
+    opt_d = torch.optim.Adam(d.parameters(), **settings["optimizer_d"])
+    data = batches(images, args.batch_size, cfg.data.seed)
+    plain_steps(g, d, opt_g, opt_d, data, args.warmup, model.latent_dim)
+    clock = Clock()
+    losses = plain_steps(g, d, opt_g, opt_d, data, args.steps, model.latent_dim)
+    return clock.stop(*losses), initial_state
+
+
+def same_weights(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def summary(runs: list[Run], args: argparse.Namespace) -> dict[str, Any]:
+    rates = [args.steps * args.batch_size / r.seconds for r in runs]
+    return {
+        "images_per_s": statistics.median(rates),
+        "ms_per_batch": statistics.median(r.seconds for r in runs) / args.steps * 1000,
+        "rates": rates,
+        "loads": [r.other_load for r in runs],
+        "last": runs[-1],
+    }
+
+
+def table(plain: dict[str, Any], genlab: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        f"dcgan on mnist_5k, batch {args.batch_size}, {args.steps} timed batches (one D and one "
+        f"G step each) after {args.warmup} warm-up, {args.repeats} repeats, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads",
+        f"{'':8} {'images/s':>9} {'ms/batch':>9} {'d_loss':>7} {'g_loss':>7}  "
+        "each run: images/s (cores other processes used)",
+    ]
+    for name, r in (("plain", plain), ("genlab", genlab)):
+        runs = "  ".join(
+            f"{rate:.0f} ({load:.2f})" for rate, load in zip(r["rates"], r["loads"], strict=True)
+        )
+        lines.append(
+            f"{name:8} {r['images_per_s']:9.0f} {r['ms_per_batch']:9.1f} "
+            f"{r['last'].d_loss:7.3f} {r['last'].g_loss:7.3f}  {runs}"
+        )
+    ratio = genlab["images_per_s"] / plain["images_per_s"]
+    best = max(genlab["rates"]) / max(plain["rates"])
+    lines.append(f"genlab/plain {ratio:.3f} (best runs: {best:.3f})")
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed batches")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed batches before them")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each loop")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    for name in ("steps", "warmup", "batch_size", "repeats", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    # Lightning's banner ("GPU available: ...") and genlab's output-dir line, every run.
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("genlab").setLevel(logging.WARNING)
+
+    with tempfile.TemporaryDirectory(prefix="bench_gan_") as scratch:
+        cfg = compose(args, scratch)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    images = datamodule.splits["train"].images
+    if len(images) < args.batch_size:
+        raise SystemExit(f"--batch-size {args.batch_size} exceeds the {len(images)} images")
+
+    plain_runs: list[Run] = []
+    genlab_runs: list[Run] = []
+    for _ in range(args.repeats):
+        plain_run, plain_initial = run_plain(args, cfg, images)
+        genlab_run, genlab_initial = run_genlab(args)
+        if not same_weights(plain_initial, genlab_initial):
+            raise SystemExit(
+                "the two loops started from different weights; the seeding of genlab train "
+                "changed, so this comparison is not like for like"
+            )
+        plain_runs.append(plain_run)
+        genlab_runs.append(genlab_run)
+    print(table(summary(plain_runs, args), summary(genlab_runs, args), args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,471 @@
+"""The GAN family: losses against hand computations, the networks' shapes and spectral
+norms, the D/G step schedule, training through `genlab train`, resume, and the sample and
+interpolate commands on GAN checkpoints."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import FAST, make_idx_dataset, run_genlab
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+
+from genlab.commands.common import CONFIG_DIR
+from genlab.commands.sample import sample
+from genlab.commands.train import train
+from genlab.data import ImageDataModule
+from genlab.errors import ConfigError
+from genlab.models import DCGAN, GAN, SAGAN, WGAN, WGANGP, ConditionalGAN
+from genlab.nn.gan import (
+    ConvDiscriminator,
+    ConvGenerator,
+    SelfAttention,
+    discriminator_bce_loss,
+    discriminator_hinge_loss,
+    generator_bce_loss,
+    gradient_penalty,
+)
+
+GANS = ["gan", "dcgan", "cgan", "wgan", "wgan_gp", "sagan"]
+# Narrower networks than the configs' defaults, to keep the training tests quick.
+SMALL = {
+    "gan": ["model.g_hidden_dims=[64]", "model.d_hidden_dims=[64]"],
+    "cgan": ["model.g_hidden_dims=[64]", "model.d_hidden_dims=[64]"],
+    **{name: ["model.width=16"] for name in ("dcgan", "wgan", "wgan_gp", "sagan")},
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("gans")
+    make_idx_dataset(path / "mnist")
+    return path
+
+
+def data_args(workdir: Path) -> list[str]:
+    return ["data=mnist", f"data.root={workdir / 'mnist'}", *FAST]
+
+
+def compose_train(workdir: Path, output_dir: Path, *overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                *data_args(workdir),
+                f"paths.root_dir={workdir}",
+                f"paths.output_dir={output_dir}",
+                *overrides,
+            ],
+        )
+
+
+def cli_train(workdir: Path, *overrides: str) -> Path:
+    """Run `genlab train`; returns the new run directory."""
+    before = set((workdir / "outputs" / "train").glob("*/*"))
+    result = run_genlab("train", *data_args(workdir), *overrides, cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = set((workdir / "outputs" / "train").glob("*/*")) - before
+    return run
+
+
+# Losses
+
+
+def test_generator_losses_on_known_discriminator_outputs() -> None:
+    p = torch.tensor([0.01, 0.5, 0.99])
+    logits = torch.logit(p).requires_grad_(True)
+    minimax = generator_bce_loss(logits, "minimax")
+    torch.testing.assert_close(minimax, torch.log(1 - p).mean())
+    (grad_minimax,) = torch.autograd.grad(minimax, logits)
+    nonsaturating = generator_bce_loss(logits, "nonsaturating")
+    torch.testing.assert_close(nonsaturating, -torch.log(p).mean())
+    (grad_nonsaturating,) = torch.autograd.grad(nonsaturating, logits)
+    # d/dl log(1 - σ(l)) = −σ(l) and d/dl −log σ(l) = −(1 − σ(l)), over a batch of 3.
+    torch.testing.assert_close(grad_minimax, -p / 3)
+    torch.testing.assert_close(grad_nonsaturating, -(1 - p) / 3)
+    # Where D rejects the fake (D = 0.01) the minimax gradient has all but vanished.
+    assert grad_nonsaturating[0] / grad_minimax[0] == pytest.approx(99, rel=1e-4)
+    with pytest.raises(ConfigError, match="g_loss='wasserstein'"):
+        generator_bce_loss(logits, "wasserstein")
+
+
+def test_discriminator_losses_on_known_outputs() -> None:
+    real, fake = torch.tensor([0.8, 0.6]), torch.tensor([0.3, 0.1])
+    torch.testing.assert_close(
+        discriminator_bce_loss(torch.logit(real), torch.logit(fake)),
+        -(torch.log(real).mean() + torch.log(1 - fake).mean()),
+    )
+    scores_real, scores_fake = torch.tensor([2.0, 0.5]), torch.tensor([-3.0, 0.25])
+    # max(0, 1 − D(x)): 0 and 0.5; max(0, 1 + D(G(z))): 0 and 1.25.
+    torch.testing.assert_close(
+        discriminator_hinge_loss(scores_real, scores_fake), torch.tensor(0.25 + 0.625)
+    )
+
+
+def test_gradient_penalty_of_a_linear_critic() -> None:
+    # f(x) = w·x + b has ∇f = w everywhere: the penalty is (‖w‖ − 1)², for any x̂.
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(12, 1))
+    real, fake = torch.rand(5, 3, 2, 2), torch.rand(5, 3, 2, 2)
+    w = critic[1].weight
+    penalty = gradient_penalty(lambda v: critic(v).squeeze(1), real, fake)
+    torch.testing.assert_close(penalty, (w.norm() - 1).square())
+    # The graph is kept, so the penalty trains the critic: d/dw (‖w‖ − 1)² = 2(‖w‖ − 1)w/‖w‖.
+    (grad,) = torch.autograd.grad(penalty, w)
+    torch.testing.assert_close(grad, 2 * (w.norm() - 1) * w / w.norm())
+
+
+def test_gradient_penalty_of_a_quadratic_critic() -> None:
+    # f(x) = ½‖x‖² has ∇f(x̂) = x̂, so the penalty is the mean of (‖x̂ᵢ‖ − 1)².
+    real = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    fake = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+    eps = torch.tensor([0.5, 0.25])
+    penalty = gradient_penalty(lambda v: 0.5 * v.square().sum(dim=1), real, fake, eps=eps)
+    # x̂ = (2, 0) and (0, −0.5): (2 − 1)² and (0.5 − 1)².
+    torch.testing.assert_close(penalty, torch.tensor((1.0 + 0.25) / 2))
+
+
+def test_gradient_penalty_draws_one_coefficient_per_sample() -> None:
+    seen: list[torch.Tensor] = []
+
+    def critic(v: torch.Tensor) -> torch.Tensor:
+        seen.append(v.detach())
+        return v.flatten(1).sum(dim=1)
+
+    real, fake = torch.ones(64, 1, 3, 3), torch.zeros(64, 1, 3, 3)
+    gradient_penalty(critic, real, fake)
+    eps = seen[0].flatten(1)
+    # With real = 1 and fake = 0, x̂ = ε: constant within each image, different across them.
+    torch.testing.assert_close(eps, eps[:, :1].expand_as(eps))
+    assert eps[:, 0].unique().numel() == 64
+    assert eps.min() >= 0 and eps.max() <= 1
+
+
+# Networks
+
+
+@pytest.mark.parametrize(("size", "channels"), [(28, 1), (32, 3), (64, 3)])
+def test_conv_networks_fit_mnist_cifar_and_64_pixel_images(size: int, channels: int) -> None:
+    g = ConvGenerator(latent_dim=16, out_channels=channels, image_size=size, width=8)
+    d = ConvDiscriminator(in_channels=channels, image_size=size, width=8)
+    images = g(torch.randn(3, 16))
+    assert images.shape == (3, channels, size, size)
+    assert images.min() >= -1 and images.max() <= 1
+    assert d(images).shape == (3,)
+    # Strided convolutions only: no pooling anywhere.
+    assert not any(isinstance(m, nn.MaxPool2d | nn.AvgPool2d) for m in d.modules())
+
+
+def test_dcgan_layers_and_initialisation() -> None:
+    model = DCGAN(width=32)
+    g_layers = [type(m) for m in model.generator.net]
+    assert g_layers[-1] is nn.Tanh and nn.ReLU in g_layers and nn.BatchNorm2d in g_layers
+    d_layers = list(model.discriminator.net)
+    assert all(m.negative_slope == 0.2 for m in d_layers if isinstance(m, nn.LeakyReLU))
+    # No batch norm on D's input layer, as in the paper.
+    assert isinstance(d_layers[1], nn.LeakyReLU)
+    weights = torch.cat(
+        [
+            m.weight.detach().flatten()
+            for m in model.modules()
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+        ]
+    )
+    assert weights.mean().abs() < 2e-3
+    assert weights.std() == pytest.approx(0.02, rel=0.05)
+
+
+def test_image_size_without_a_layout_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="even data.image_size of at least 8"):
+        DCGAN(image_size=27)
+
+
+def test_self_attention_starts_as_identity_and_mixes_distant_pixels() -> None:
+    torch.manual_seed(0)
+    block = SelfAttention(16)
+    x = torch.randn(2, 16, 5, 5)
+    torch.testing.assert_close(block(x), x)
+    with torch.no_grad():
+        block.gamma.fill_(1.0)
+    y = block(x)
+    x2 = x.clone()
+    x2[:, :, 4, 4] += 1.0
+    # A change in one corner reaches the opposite corner in a single block.
+    assert not torch.allclose(block(x2)[:, :, 0, 0], y[:, :, 0, 0])
+
+
+def spectral_norms(module: nn.Module) -> list[float]:
+    """The largest singular value of every spectrally normalised weight, as the
+    parametrization sees it: the weight with its normalised dimension first, flattened."""
+    values = []
+    for m in module.modules():
+        if hasattr(m, "parametrizations") and "weight" in m.parametrizations:
+            dim = m.parametrizations.weight[0].dim
+            matrix = m.weight.detach().movedim(dim, 0).flatten(1)
+            values.append(torch.linalg.matrix_norm(matrix, ord=2).item())
+    return values
+
+
+def test_spectral_norm_keeps_the_largest_singular_value_near_one() -> None:
+    torch.manual_seed(0)
+    model = SAGAN(image_size=32, in_channels=3, width=16, latent_dim=32).train()
+    # Each training-mode forward pass runs one more power iteration.
+    with torch.no_grad():
+        for _ in range(10):
+            model.discriminate(model.generate(torch.randn(4, 32)))
+    g_norms, d_norms = spectral_norms(model.generator), spectral_norms(model.discriminator)
+    # Every conv of both networks, the attention blocks' four 1x1 convs included.
+    assert len(g_norms) == 4 + 4 and len(d_norms) == 4 + 4
+    assert all(s == pytest.approx(1.0, abs=0.05) for s in g_norms + d_norms), g_norms + d_norms
+    attention = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    assert len(attention) == 2 and all(float(a.gamma) == 0 for a in attention)
+
+
+def test_wgan_gp_refuses_batch_norm_in_the_critic() -> None:
+    with pytest.raises(ConfigError, match="critic_norm=batch"):
+        WGANGP(critic_norm="batch")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in WGANGP().discriminator.modules())
+
+
+def test_conditional_gan_labels() -> None:
+    model = ConditionalGAN(latent_dim=8, g_hidden_dims=[16], d_hidden_dims=[16]).eval()
+    grid = model.image_grids(torch.rand(4, 1, 28, 28))["val/samples"]
+    assert len(grid) == 10 and all(row.shape == (8, 1, 28, 28) for row in grid)
+    assert model.class_labels(12).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    z = torch.randn(3, 8)
+    torch.testing.assert_close(model.decode(z, 7), model.decode(z, torch.tensor([7, 7, 7])))
+    assert not torch.allclose(model.decode(z, 7), model.decode(z, 3))
+    assert model.sample(5, labels=2).shape == (5, 1, 28, 28)
+    for bad in (10, -1):
+        with pytest.raises(ConfigError, match=f"label={bad} is out of range"):
+            model.class_labels(3, bad)
+    with pytest.raises(ConfigError, match="must lie in 0..9"):
+        model.decode(z, torch.tensor([0, 10, 1]))
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: GAN(g_loss="wasserstein"), "model.g_loss"),
+        (lambda: GAN(d_steps=0), "at least 1"),
+        (lambda: DCGAN(latent_dim=0), "model.latent_dim"),
+        (lambda: WGAN(clip=0.0), "model.clip"),
+        (lambda: WGAN(n_critic=0), "at least 1"),
+        (lambda: SAGAN(grad_clip_norm=-1.0), "model.grad_clip_norm"),
+        (lambda: ConditionalGAN(num_classes=1), "model.num_classes"),
+        (lambda: DCGAN().configure_optimizers(), "model.optimizer_g is not an optimizer"),
+    ],
+)
+def test_bad_options_get_clear_errors(build, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        build()
+
+
+# Training
+
+
+class ParameterSnapshot(pl.Callback):
+    """Keeps each network's parameters as they were before the first step."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.before = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
+
+
+@pytest.mark.parametrize("name", GANS)
+def test_every_gan_trains_both_networks(name: str, workdir: Path, tmp_path: Path) -> None:
+    snapshot = f"{ParameterSnapshot.__module__}.{ParameterSnapshot.__qualname__}"
+    cfg = compose_train(
+        workdir,
+        tmp_path,
+        f"model={name}",
+        *SMALL[name],
+        # 5 batches, so that the Wasserstein models' generator steps once after 5 critic steps.
+        "data.batch_size=16",
+        "trainer.limit_val_batches=1",
+        f"+callbacks.snapshot._target_={snapshot}",
+        "~logger",
+    )
+    metrics, objects = train(cfg)
+    model = objects["model"]
+    before = next(c for c in objects["trainer"].callbacks if isinstance(c, ParameterSnapshot))
+    for net in ("generator", "discriminator"):
+        changed = [
+            not torch.equal(p, before.before[n])
+            for n, p in model.named_parameters()
+            if n.startswith(net + ".")
+        ]
+        assert changed and any(changed), f"{name}: the {net} did not change"
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.d_updates == 5
+    assert model.g_updates == (1 if name.startswith("wgan") else 5)
+    assert {"val/d_real", "val/d_fake", "test/d_real", "test/d_fake"} <= set(metrics)
+    assert (tmp_path / "images" / "val_samples_epoch000.png").is_file()
+    # No meaningful validation loss: the checkpoint callback keeps the latest epoch only.
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "epoch000.ckpt",
+        "last.ckpt",
+    ]
+
+
+@pytest.mark.parametrize(("model", "k", "batches"), [(GAN, 3, 7), (WGAN, 5, 10)])
+def test_discriminator_steps_per_generator_step(
+    model: type, k: int, batches: int, workdir: Path
+) -> None:
+    import functools
+
+    adam = functools.partial(torch.optim.Adam, lr=1e-4)
+    option = {"d_steps": k} if model is GAN else {"n_critic": k}
+    gan = model(latent_dim=8, optimizer_g=adam, optimizer_d=adam, **option)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    data = ImageDataModule(dataset="mnist", root=str(workdir / "mnist"), batch_size=8)
+    trainer.fit(gan, datamodule=data)
+    g_steps = batches // k
+    assert (gan.d_updates, gan.g_updates) == (batches, g_steps)
+    # Every optimizer.step() counts as a Lightning step, of either network.
+    assert trainer.global_step == batches + g_steps
+    opt_g, opt_d = trainer.optimizers
+    assert {float(s["step"]) for s in opt_g.state.values()} == {g_steps}
+    assert {float(s["step"]) for s in opt_d.state.values()} == {batches}
+
+
+# `genlab train`, `sample` and `interpolate` end to end
+
+
+@pytest.fixture(scope="module")
+def dcgan_run(workdir: Path) -> Path:
+    # 5 batches of 16 a epoch, and a G step every 2nd batch: steps 2 and 4.
+    return cli_train(
+        workdir, "model=dcgan", "model.width=16", "model.d_steps=2", "data.batch_size=16"
+    )
+
+
+@pytest.fixture(scope="module")
+def cgan_ckpt(workdir: Path) -> Path:
+    run = cli_train(workdir, "model=cgan", *SMALL["cgan"], "test=false")
+    return run / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.slow
+def test_training_logs_losses_scores_gradient_norm_and_samples(dcgan_run: Path) -> None:
+    events = EventAccumulator(str(dcgan_run / "tensorboard")).Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in ("d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm"):
+        assert f"train/{tag}" in scalars
+    assert {"val/d_real", "val/d_fake", "test/d_real", "test/d_fake"} <= scalars
+    # Probabilities for the cross-entropy GAN.
+    assert all(0 < e.value < 1 for e in events.Scalars("train/d_fake"))
+    assert all(e.value > 0 for e in events.Scalars("train/g_grad_norm"))
+    grid = events.Images("val/samples")[-1]
+    assert (grid.height, grid.width) == (8 * 30 + 2, 8 * 30 + 2)
+
+
+@pytest.mark.slow
+def test_resume_restores_both_optimizers_and_the_step_rhythm(
+    workdir: Path, dcgan_run: Path
+) -> None:
+    first = torch.load(dcgan_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (first["epoch"], first["global_step"]) == (0, 5 + 2)
+    assert first["gan_updates"] == {"d": 5, "g": 2}
+    resumed = cli_train(
+        workdir,
+        "model=dcgan",
+        "model.width=16",
+        "model.d_steps=2",
+        "data.batch_size=16",
+        "trainer.max_epochs=2",
+        "test=false",
+        f"ckpt_path={dcgan_run / 'checkpoints' / 'last.ckpt'}",
+    )
+    after = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    # Epoch 2 continues the count: G steps after D steps 6, 8 and 10, not restarting at 7.
+    assert after["epoch"] == 1
+    assert after["gan_updates"] == {"d": 10, "g": 5}
+    assert after["global_step"] == 10 + 5
+    g_state, d_state = (s["state"] for s in after["optimizer_states"])
+    assert {float(s["step"]) for s in g_state.values()} == {5.0}
+    assert {float(s["step"]) for s in d_state.values()} == {10.0}
+
+
+@pytest.mark.slow
+def test_sample_one_class_from_a_conditional_gan(workdir: Path, cgan_ckpt: Path) -> None:
+    before = set((workdir / "outputs" / "sample").glob("*/*"))
+    result = run_genlab("sample", f"ckpt={cgan_ckpt}", "label=3", "n=6", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = set((workdir / "outputs" / "sample").glob("*/*")) - before
+    saved = torch.load(run / "samples.pt", weights_only=True)
+    assert saved["images"].shape == (6, 1, 28, 28)
+    assert saved["labels"].tolist() == [3] * 6
+    assert (run / "samples.png").is_file()
+
+
+def compose_sample(workdir: Path, ckpt: Path, *overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            "sample",
+            overrides=[
+                f"ckpt={ckpt}",
+                f"paths.root_dir={workdir}",
+                f"paths.output_dir={workdir / 'outputs' / 'sample_in_process'}",
+                *overrides,
+            ],
+        )
+
+
+@pytest.mark.slow
+def test_sample_labels_cycle_and_bad_labels_are_clear_errors(
+    workdir: Path, cgan_ckpt: Path, dcgan_run: Path
+) -> None:
+    result = sample(compose_sample(workdir, cgan_ckpt, "n=12"))
+    saved = torch.load(result["tensors"], weights_only=True)
+    assert saved["labels"].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    with pytest.raises(ConfigError, match="label=10 is out of range"):
+        sample(compose_sample(workdir, cgan_ckpt, "label=10"))
+    dcgan = dcgan_run / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match="label=3 needs a conditional model"):
+        sample(compose_sample(workdir, dcgan, "label=3"))
+
+
+@pytest.mark.slow
+def test_interpolate_between_random_latents_of_a_gan(workdir: Path, dcgan_run: Path) -> None:
+    before = set((workdir / "outputs" / "interpolate").glob("*/*"))
+    result = run_genlab(
+        "interpolate",
+        f"ckpt={dcgan_run / 'checkpoints' / 'last.ckpt'}",
+        "source=prior",
+        "num_pairs=2",
+        "steps=5",
+        "method=slerp",
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = set((workdir / "outputs" / "interpolate").glob("*/*")) - before
+    saved = torch.load(run / "interpolation.pt", weights_only=True)
+    assert saved["images"].shape == (2, 5, 1, 28, 28)
+    assert saved["codes"].shape == (2, 5, 100)
+    # slerp keeps the path's norm between the endpoints' norms, near √100 for N(0, I).
+    norms = saved["codes"].norm(dim=-1)
+    assert (norms > 0.5 * math.sqrt(100)).all()
+
+
+@pytest.mark.slow
+def test_interpolate_between_images_needs_an_encoder(workdir: Path, dcgan_run: Path) -> None:
+    result = run_genlab(
+        "interpolate", f"ckpt={dcgan_run / 'checkpoints' / 'last.ckpt'}", "source=data", cwd=workdir
+    )
+    assert result.returncode == 1
+    assert "a DCGAN checkpoint cannot encode images" in result.stderr
+    assert "Traceback" not in result.stderr
