@@ -66,6 +66,15 @@ def test_shapes(name: str, images: torch.Tensor) -> None:
     torch.testing.assert_close(samples, model.decode(first))
 
 
+def test_conv_vae_encoder_is_the_keras_convolutions() -> None:
+    model = ConvVariationalAutoencoder(latent_dim=10)
+    convs = [layer for layer in model.encoder if isinstance(layer, torch.nn.Conv2d)]
+    assert [conv.out_channels for conv in convs] == [32, 64, 64]
+    assert isinstance(model.encoder[-1], torch.nn.Flatten)
+    assert model.mu_head.in_features == model.logvar_head.in_features == 64 * 3 * 3
+    assert model.encoder(torch.zeros(2, 1, 28, 28)).shape == (2, 576)
+
+
 def test_conv_vae_handles_32_pixel_rgb() -> None:
     model = ConvVariationalAutoencoder(in_channels=3, image_size=32, latent_dim=10)
     x = torch.rand(2, 3, 32, 32)
