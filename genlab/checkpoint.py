@@ -77,8 +77,11 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, DictConfig]:
     model_cfg = OmegaConf.to_container(config.model)
     cls = model_class(str(model_cfg.pop("_target_", "")))
     # Optimizer factories (optimizer, optimizer_g, optimizer_d) are for training only.
-    kwargs = {k: v for k, v in model_cfg.items()
-              if not k.startswith("_") and not k.startswith("optimizer")}
+    kwargs = {
+        k: v
+        for k, v in model_cfg.items()
+        if not k.startswith("_") and not k.startswith("optimizer")
+    }
     try:
         model = cls(**kwargs)
         model.load_state_dict(checkpoint["state_dict"])

@@ -38,6 +38,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "encode a split; write the codes and a scatter plot coloured by class",
         "genlab embed ckpt=PATH method=tsne",
     ),
+    "evaluate": (
+        "genlab.commands.evaluate",
+        "metrics of a checkpoint: reconstruction, VAE log-likelihood, FID/KID, linear probe",
+        "genlab evaluate ckpt=PATH features=CLASSIFIER.ckpt probe=true",
+    ),
+    "anomaly": (
+        "genlab.commands.anomaly",
+        "score every test image by reconstruction error; histogram, ROC and AUROC",
+        "genlab anomaly ckpt=PATH",
+    ),
 }
 
 USAGE_TAIL = """\

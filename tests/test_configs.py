@@ -40,8 +40,21 @@ def compose_train(tmp_path: Path, *overrides: str) -> DictConfig:
 
 def test_groups_have_the_documented_options() -> None:
     assert options("model") == [
-        "ae", "cgan", "classifier", "contractive_ae", "conv_ae", "conv_vae", "dcgan", "deep_ae",
-        "denoising_ae", "gan", "sagan", "sparse_ae", "vae", "wgan", "wgan_gp",
+        "ae",
+        "cgan",
+        "classifier",
+        "contractive_ae",
+        "conv_ae",
+        "conv_vae",
+        "dcgan",
+        "deep_ae",
+        "denoising_ae",
+        "gan",
+        "sagan",
+        "sparse_ae",
+        "vae",
+        "wgan",
+        "wgan_gp",
     ]
     assert options("data") == ["cifar10", "fashion_mnist", "folder", "mnist", "mnist_5k"]
     assert options("optimizer") == ["adam", "adamw", "rmsprop", "sgd"]

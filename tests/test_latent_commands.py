@@ -207,3 +207,21 @@ def test_unreadable_and_missing_checkpoints(workdir: Path, content: bytes) -> No
     result = run_genlab("sample", f"ckpt={workdir / 'missing.ckpt'}", cwd=workdir)
     assert result.returncode == 1
     assert "does not exist" in result.stderr
+
+
+def test_sample_classify_reports_class_coverage(workdir: Path, ae_2d: Path) -> None:
+    import json
+
+    classifier = train(workdir, "model=classifier")
+    run, out = command(workdir, "sample", f"ckpt={ae_2d}", "n=50", f"classify={classifier}")
+    report = json.loads((run / "classes.json").read_text())
+    assert sum(report["counts"]) == 50
+    assert len(report["counts"]) == 10
+    assert sum(report[f"class_{k}"] for k in range(10)) == pytest.approx(1.0)
+    assert 1 <= report["classes_covered"] <= 10
+    assert report["kl_uniform"] >= 0
+    assert "classes covered" in out
+    # A checkpoint that is not a classifier is refused with a clear error.
+    result = run_genlab("sample", f"ckpt={ae_2d}", f"classify={ae_2d}", cwd=workdir)
+    assert result.returncode == 1
+    assert "not a classifier" in result.stderr

@@ -1,6 +1,7 @@
-"""Lightning callbacks: image grids and the non-finite-loss guard."""
+"""Lightning callbacks: image grids, the non-finite-loss guard and class coverage."""
 
+from genlab.callbacks.coverage import ClassCoverageCallback
 from genlab.callbacks.guard import NonFiniteLossGuard
 from genlab.callbacks.images import ImageGridCallback
 
-__all__ = ["ImageGridCallback", "NonFiniteLossGuard"]
+__all__ = ["ClassCoverageCallback", "ImageGridCallback", "NonFiniteLossGuard"]

@@ -113,3 +113,13 @@ def save_tensors(obj: dict[str, Any], path: Path) -> Path:
     torch.save(obj, tmp)
     os.replace(tmp, path)
     return path
+
+
+def unfiltered_datamodule(loaded: Loaded, overrides: DictConfig | None) -> ImageDataModule:
+    """Like ``datamodule``, but with every class of the dataset even when the checkpoint was
+    trained on some (``data.classes``); a non-null ``data.classes`` in ``overrides`` still
+    applies. For commands that score images the model never saw, such as anomalies."""
+    from dataclasses import replace
+
+    everything = OmegaConf.merge(loaded.run_config, {"data": {"classes": None}})
+    return datamodule(replace(loaded, run_config=everything), overrides)

@@ -56,8 +56,9 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
 
     pairs: list[tuple[int, int]] = []
     if cfg.source == "data":
-        checkpointed.require(model, "encode", "encode images; use source=prior to interpolate "
-                             "between random latents")
+        checkpointed.require(
+            model, "encode", "encode images; use source=prior to interpolate between random latents"
+        )
         dataset = checkpointed.split(checkpointed.datamodule(loaded, cfg.data), cfg.split)
         pairs = pick_pairs(cfg, len(dataset))
         index = torch.tensor(pairs).flatten()

@@ -86,7 +86,31 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         {"images": images, **saved}, loaded.output_dir / "samples.pt"
     )
     print(f"genlab sample: {len(images)} samples in {png} and {tensors}")
+    if cfg.classify is not None:
+        result["classes"] = classify(cfg.classify, images, loaded)
     return {**result, "png": str(png), "tensors": str(tensors), "n": len(images)}
+
+
+def classify(path: str, images: Any, loaded: Any) -> dict[str, float]:
+    """Class shares of the samples by a classifier checkpoint, written to classes.json: a
+    generator that covers few classes has collapsed onto a few modes."""
+    import json
+
+    from genlab.metrics.coverage import class_histogram, coverage_summary
+    from genlab.metrics.features import check_image_shape, load_classifier
+
+    classifier = load_classifier(path, device=loaded.device)
+    check_image_shape(classifier, tuple(images.shape[1:]), what="the samples")
+    counts = class_histogram(classifier, images, device=loaded.device)
+    summary = coverage_summary(counts)
+    report = {**summary, "counts": counts.tolist(), "classifier": str(path)}
+    (loaded.output_dir / "classes.json").write_text(json.dumps(report, indent=2) + "\n")
+    shares = ", ".join(f"{k}: {summary[f'class_{k}']:.2f}" for k in range(len(counts)))
+    print(
+        f"genlab sample: classes covered {summary['classes_covered']:.0f} of {len(counts)}, "
+        f"KL(classes || uniform) {summary['kl_uniform']:.3f} nats; shares {shares}"
+    )
+    return summary
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")

@@ -73,7 +73,6 @@ class Classifier(pl.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"])
         self.image_shape = (in_channels, image_size, image_size)
         self.num_classes = num_classes
-        self.feature_dim = feature_dim
         self.optimizer_factory = optimizer
         self.run_config: dict[str, Any] | None = None
 

@@ -1,0 +1,66 @@
+"""Mode collapse made visible: at the end of validation epochs, decode a fixed set of draws
+from the model's prior, classify them with a genlab classifier, and log the share of each
+class (``coverage/class_<k>``), the classes covered and KL(class histogram ‖ uniform).
+
+A healthy generator keeps about 1/K of its samples in each of the K classes (KL near 0);
+a collapsing one piles them into a few (KL rising towards log K).
+
+Opt in on the command line:
+    genlab train model=vae data=mnist \\
+        +callbacks.coverage._target_=genlab.callbacks.ClassCoverageCallback \\
+        +callbacks.coverage.classifier_ckpt=PATH/TO/classifier.ckpt
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+from genlab.errors import ConfigError
+from genlab.metrics.coverage import class_histogram, coverage_summary
+from genlab.metrics.features import check_image_shape, load_classifier
+from genlab.metrics.samples import generate, require_prior
+
+
+class ClassCoverageCallback(pl.Callback):
+    """``classifier_ckpt``: a checkpoint of ``genlab train model=classifier`` on the same
+    images; ``num_samples`` draws every ``every_n_epochs`` epochs, the same draws each time
+    (from ``seed``) so that epochs compare directly; ``threshold``: see
+    ``genlab.metrics.coverage.classes_covered``."""
+
+    def __init__(
+        self,
+        classifier_ckpt: str,
+        *,
+        num_samples: int = 1000,
+        every_n_epochs: int = 1,
+        threshold: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        if num_samples < 1:
+            raise ConfigError(f"ClassCoverageCallback needs num_samples >= 1 (got {num_samples})")
+        if every_n_epochs < 1:
+            raise ConfigError(
+                f"ClassCoverageCallback needs every_n_epochs >= 1 (got {every_n_epochs})"
+            )
+        self.classifier = load_classifier(classifier_ckpt)
+        self.num_samples = num_samples
+        self.every_n_epochs = every_n_epochs
+        self.threshold = threshold
+        self.seed = seed
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        require_prior(pl_module, why="have the class coverage of its samples measured")
+        check_image_shape(
+            self.classifier, pl_module.image_shape, what=f"the {type(pl_module).__name__}"
+        )
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.classifier.to(pl_module.device)
+        generator = torch.Generator().manual_seed(self.seed)
+        images = generate(pl_module, self.num_samples, generator=generator)
+        counts = class_histogram(self.classifier, images, device=pl_module.device)
+        summary = coverage_summary(counts, threshold=self.threshold)
+        pl_module.log_dict({f"coverage/{name}": value for name, value in summary.items()})

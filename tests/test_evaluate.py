@@ -1,0 +1,185 @@
+"""`genlab evaluate` end to end on checkpoints trained in the test: an autoencoder, a VAE
+and a classifier as feature extractor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST, make_idx_dataset, run_genlab
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from genlab.checkpoint import load_model
+from genlab.commands.common import CONFIG_DIR
+from genlab.commands.evaluate import evaluate
+from genlab.data import ImageDataModule
+from genlab.errors import CheckpointError, ConfigError
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("evaluate")
+    make_idx_dataset(path / "mnist")
+    return path
+
+
+def train(workdir: Path, *overrides: str) -> Path:
+    before = set((workdir / "outputs" / "train").glob("*/*"))
+    result = run_genlab(
+        "train",
+        "data=mnist",
+        f"data.root={workdir / 'mnist'}",
+        *FAST,
+        "test=false",
+        *overrides,
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = set((workdir / "outputs" / "train").glob("*/*")) - before
+    return run / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def ae_ckpt(workdir: Path) -> Path:
+    return train(workdir, "model=ae", "model.latent_dim=8")
+
+
+@pytest.fixture(scope="module")
+def vae_ckpt(workdir: Path) -> Path:
+    return train(workdir, "model=vae", "model.hidden_dims=[32]", "model.latent_dim=4")
+
+
+@pytest.fixture(scope="module")
+def classifier_ckpt(workdir: Path) -> Path:
+    return train(workdir, "model=classifier", "model.channels=[8,16]", "model.feature_dim=16")
+
+
+def evaluate_cli(workdir: Path, *args: str) -> tuple[Path, dict, str]:
+    """Run `genlab evaluate`; return its run directory, metrics.json and printed output."""
+    before = set((workdir / "outputs" / "evaluate").glob("*/*"))
+    result = run_genlab("evaluate", *args, cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = set((workdir / "outputs" / "evaluate").glob("*/*")) - before
+    return run, json.loads((run / "metrics.json").read_text()), result.stdout
+
+
+def config(workdir: Path, *overrides: str) -> DictConfig:
+    """The composed `evaluate` config, for calling the command in this process."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            "evaluate",
+            overrides=[
+                f"paths.root_dir={workdir}",
+                f"paths.output_dir={workdir}/inprocess",
+                *overrides,
+            ],
+        )
+
+
+def test_autoencoder_reconstruction_error_and_probe(workdir: Path, ae_ckpt: Path) -> None:
+    run, results, out = evaluate_cli(workdir, f"ckpt={ae_ckpt}", "probe=true", "probe_labels=20")
+    metrics = results["metrics"]
+    assert set(metrics) == {
+        "test/recon_error",
+        "test/mse_per_pixel",
+        "probe/accuracy",
+        "probe/labels",
+    }
+    # The same definition as the model's own anomaly score, averaged over the test split.
+    model, _ = load_model(ae_ckpt)
+    dm = ImageDataModule(dataset="mnist", root=str(workdir / "mnist"))
+    dm.setup("test")
+    x, _ = dm.splits["test"][torch.arange(40)]
+    assert metrics["test/recon_error"] == pytest.approx(model.score(x).mean().item(), rel=1e-5)
+    assert metrics["test/mse_per_pixel"] == pytest.approx(
+        model.score(x).mean().item() / 784, rel=1e-5
+    )
+    assert metrics["probe/labels"] == 20
+    assert 0 <= metrics["probe/accuracy"] <= 1
+    assert results["images"] == 40
+    assert "test/recon_error" in out
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_vae_likelihood_and_sample_metrics(
+    workdir: Path, vae_ckpt: Path, classifier_ckpt: Path
+) -> None:
+    run, results, out = evaluate_cli(
+        workdir,
+        f"ckpt={vae_ckpt}",
+        "k=20",
+        f"features={classifier_ckpt}",
+        "num_samples=60",
+    )
+    metrics = results["metrics"]
+    assert results["settings"]["k"] == 20
+    # The importance-weighted bound sits above the ELBO; both in nats per image.
+    assert metrics["test/log_likelihood"] > metrics["test/elbo"]
+    assert metrics["test/elbo"] < 0
+    assert metrics["samples/fid"] >= 0
+    assert metrics["samples/kid_std"] >= 0
+    assert 0 <= metrics["samples/precision"] <= 1 and 0 <= metrics["samples/recall"] <= 1
+    assert 1 <= metrics["samples/classes_covered"] <= 10
+    shares = [metrics[f"samples/class_{k}"] for k in range(10)]
+    assert sum(shares) == pytest.approx(1.0)
+    assert "samples/fid" in out and "samples/class_0" not in out
+
+
+def test_k_zero_skips_the_likelihood(workdir: Path, vae_ckpt: Path) -> None:
+    metrics = evaluate(config(workdir, f"ckpt={vae_ckpt}", "k=0"))
+    assert set(metrics) == {"test/recon_error", "test/mse_per_pixel"}
+
+
+def test_classifier_checkpoint_reports_accuracy(workdir: Path, classifier_ckpt: Path) -> None:
+    metrics = evaluate(config(workdir, f"ckpt={classifier_ckpt}"))
+    assert set(metrics) == {"test/accuracy"}
+    assert 0 <= metrics["test/accuracy"] <= 1
+
+
+def test_features_inception_says_what_is_missing(workdir: Path, vae_ckpt: Path) -> None:
+    result = run_genlab(
+        "evaluate",
+        f"ckpt={vae_ckpt}",
+        "features=inception",
+        f"inception_weights={workdir / 'nowhere.pth'}",
+        cwd=workdir,
+    )
+    assert result.returncode == 1
+    assert "features=inception cannot run here" in result.stderr
+    assert "nowhere.pth do not exist" in result.stderr
+    assert "features=PATH/TO/classifier.ckpt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("ckpt", "overrides", "error", "match"),
+    [
+        ("ae", ["features=CLASSIFIER"], CheckpointError, "has no prior to sample from"),
+        ("ae", ["k=5"], CheckpointError, "has no ELBO or likelihood"),
+        ("classifier", ["probe=true"], CheckpointError, "no codes to probe"),
+        ("vae", ["features=AE"], CheckpointError, "holds a Autoencoder, not a classifier"),
+        ("vae", ["features=missing.ckpt"], CheckpointError, "missing.ckpt does not exist"),
+        ("vae", ["k=-1"], ConfigError, "must be >= 0"),
+        ("ae", ["probe_labels=5"], ConfigError, "add probe=true"),
+        ("ae", ["probe=true", "probe_labels=100000"], ConfigError, "between 1 and the"),
+    ],
+)
+def test_what_a_checkpoint_cannot_do_is_a_clear_error(
+    workdir: Path,
+    ae_ckpt: Path,
+    vae_ckpt: Path,
+    classifier_ckpt: Path,
+    ckpt: str,
+    overrides: list[str],
+    error: type,
+    match: str,
+) -> None:
+    paths = {"ae": ae_ckpt, "vae": vae_ckpt, "classifier": classifier_ckpt}
+    overrides = [
+        o.replace("CLASSIFIER", str(classifier_ckpt)).replace("AE", str(ae_ckpt)) for o in overrides
+    ]
+    with pytest.raises(error, match=match):
+        evaluate(config(workdir, f"ckpt={paths[ckpt]}", *overrides))
