@@ -44,7 +44,7 @@ from genlab.nn.gan import (
     MLPDiscriminator,
     MLPGenerator,
     critic_wasserstein_loss,
-    dcgan_init,
+    dcgan_networks,
     discriminator_bce_loss,
     discriminator_hinge_loss,
     generator_bce_loss,
@@ -535,14 +535,9 @@ class DCGAN(CrossEntropyGAN):
             optimizer_g=optimizer_g,
             optimizer_d=optimizer_d,
         )
-        self.generator = ConvGenerator(
-            latent_dim=latent_dim, out_channels=in_channels, image_size=image_size, width=width
+        self.generator, self.discriminator = dcgan_networks(
+            latent_dim=latent_dim, channels=in_channels, image_size=image_size, width=width
         )
-        self.discriminator = ConvDiscriminator(
-            in_channels=in_channels, image_size=image_size, width=width
-        )
-        self.generator.apply(dcgan_init)
-        self.discriminator.apply(dcgan_init)
 
 
 class WGAN(AdversarialModel):
@@ -587,14 +582,13 @@ class WGAN(AdversarialModel):
             optimizer_d=optimizer_d,
         )
         self.clip = clip
-        self.generator = ConvGenerator(
-            latent_dim=latent_dim, out_channels=in_channels, image_size=image_size, width=width
+        self.generator, self.discriminator = dcgan_networks(
+            latent_dim=latent_dim,
+            channels=in_channels,
+            image_size=image_size,
+            width=width,
+            critic_norm=critic_norm,
         )
-        self.discriminator = ConvDiscriminator(
-            in_channels=in_channels, image_size=image_size, width=width, norm=critic_norm
-        )
-        self.generator.apply(dcgan_init)
-        self.discriminator.apply(dcgan_init)
 
     def discriminator_loss(
         self,
@@ -659,14 +653,13 @@ class WGANGP(AdversarialModel):
             optimizer_d=optimizer_d,
         )
         self.gp_weight = gp_weight
-        self.generator = ConvGenerator(
-            latent_dim=latent_dim, out_channels=in_channels, image_size=image_size, width=width
+        self.generator, self.discriminator = dcgan_networks(
+            latent_dim=latent_dim,
+            channels=in_channels,
+            image_size=image_size,
+            width=width,
+            critic_norm=critic_norm,
         )
-        self.discriminator = ConvDiscriminator(
-            in_channels=in_channels, image_size=image_size, width=width, norm=critic_norm
-        )
-        self.generator.apply(dcgan_init)
-        self.discriminator.apply(dcgan_init)
 
     def discriminator_loss(
         self,

@@ -293,3 +293,19 @@ def gradient_penalty(
     mixed = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).square().mean()
+
+
+def dcgan_networks(
+    *, latent_dim: int, channels: int, image_size: int, width: int, critic_norm: str = "batch"
+) -> tuple[ConvGenerator, ConvDiscriminator]:
+    """The DCGAN generator and discriminator (or critic, with ``critic_norm``), initialised
+    as Radford et al. do: the layout dcgan, wgan and wgan_gp share."""
+    generator = ConvGenerator(
+        latent_dim=latent_dim, out_channels=channels, image_size=image_size, width=width
+    )
+    discriminator = ConvDiscriminator(
+        in_channels=channels, image_size=image_size, width=width, norm=critic_norm
+    )
+    generator.apply(dcgan_init)
+    discriminator.apply(dcgan_init)
+    return generator, discriminator
