@@ -198,3 +198,12 @@ def test_non_finite_loss_from_the_cli(tiny_mnist: Path, tmp_path: Path) -> None:
     assert "loss became nan" in result.stderr
     assert "optimizer.lr" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_callbacks_none_writes_no_checkpoints(tiny_mnist: Path, tmp_path: Path) -> None:
+    result = run_genlab("train", *data_args(tiny_mnist), "model=ae", "callbacks=none", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(tmp_path)
+    assert not (run / "checkpoints").exists()
+    assert not list(run.rglob("*.ckpt"))
+    assert "best checkpoint" not in result.stdout + result.stderr

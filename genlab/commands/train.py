@@ -43,7 +43,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             callback.monitor = monitor
             if monitor is None:
                 callback.filename = "epoch{epoch:03d}"
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    # Without a configured ModelCheckpoint (callbacks=none) Lightning would add its own.
+    checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=logger, enable_checkpointing=checkpointing
+    )
 
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
