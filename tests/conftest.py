@@ -87,3 +87,28 @@ def run_genlab(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Complete
         timeout=timeout,
         check=False,
     )
+
+
+def new_run(workdir: Path, command: str, *args: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """Run `genlab COMMAND ARGS...` in ``workdir``, expect success, and return the run
+    directory it created under outputs/COMMAND/ together with the finished process."""
+    runs = workdir / "outputs" / command
+    before = set(runs.glob("*/*"))
+    result = run_genlab(command, *args, cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = set(runs.glob("*/*")) - before
+    return run, result
+
+
+def train_checkpoint(workdir: Path, *overrides: str) -> Path:
+    """Train briefly on the tiny MNIST in ``workdir/mnist``; the run's last.ckpt."""
+    run, _ = new_run(
+        workdir,
+        "train",
+        "data=mnist",
+        f"data.root={workdir / 'mnist'}",
+        *FAST,
+        "test=false",
+        *overrides,
+    )
+    return run / "checkpoints" / "last.ckpt"

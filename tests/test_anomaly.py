@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST, make_idx_dataset, run_genlab
+from conftest import make_idx_dataset, new_run, train_checkpoint
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
@@ -24,27 +24,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def train(workdir: Path, *overrides: str) -> Path:
-    before = set((workdir / "outputs" / "train").glob("*/*"))
-    result = run_genlab(
-        "train",
-        "data=mnist",
-        f"data.root={workdir / 'mnist'}",
-        *FAST,
-        "test=false",
-        *overrides,
-        cwd=workdir,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = set((workdir / "outputs" / "train").glob("*/*")) - before
-    return run / "checkpoints" / "last.ckpt"
-
-
 def anomaly(workdir: Path, *args: str) -> tuple[Path, str]:
-    before = set((workdir / "outputs" / "anomaly").glob("*/*"))
-    result = run_genlab("anomaly", *args, cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = set((workdir / "outputs" / "anomaly").glob("*/*")) - before
+    run, result = new_run(workdir, "anomaly", *args)
     return run, result.stdout
 
 
@@ -54,7 +35,7 @@ def read_scores(path: Path) -> list[dict[str, str]]:
 
 
 def test_one_class_checkpoint_is_scored_on_every_class(workdir: Path) -> None:
-    ckpt = train(workdir, "model=ae", "model.latent_dim=8", "data.classes=[0,1]")
+    ckpt = train_checkpoint(workdir, "model=ae", "model.latent_dim=8", "data.classes=[0,1]")
     run, out = anomaly(workdir, f"ckpt={ckpt}")
     rows = read_scores(run / "scores.csv")
     assert list(rows[0]) == ["index", "label", "score"]
@@ -73,7 +54,7 @@ def test_one_class_checkpoint_is_scored_on_every_class(workdir: Path) -> None:
 
 
 def test_vae_trained_on_every_class_gets_scores_and_no_auroc(workdir: Path) -> None:
-    ckpt = train(workdir, "model=vae", "model.hidden_dims=[32]", "model.latent_dim=4")
+    ckpt = train_checkpoint(workdir, "model=vae", "model.hidden_dims=[32]", "model.latent_dim=4")
     run, out = anomaly(workdir, f"ckpt={ckpt}", "elbo_samples=2")
     rows = read_scores(run / "scores.csv")
     assert list(rows[0]) == ["index", "label", "score", "neg_elbo"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, make_idx_dataset, run_genlab
+from conftest import make_idx_dataset, new_run, run_genlab, train_checkpoint
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -26,43 +26,26 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def train(workdir: Path, *overrides: str) -> Path:
-    before = set((workdir / "outputs" / "train").glob("*/*"))
-    result = run_genlab(
-        "train",
-        "data=mnist",
-        f"data.root={workdir / 'mnist'}",
-        *FAST,
-        "test=false",
-        *overrides,
-        cwd=workdir,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = set((workdir / "outputs" / "train").glob("*/*")) - before
-    return run / "checkpoints" / "last.ckpt"
-
-
 @pytest.fixture(scope="module")
 def ae_ckpt(workdir: Path) -> Path:
-    return train(workdir, "model=ae", "model.latent_dim=8")
+    return train_checkpoint(workdir, "model=ae", "model.latent_dim=8")
 
 
 @pytest.fixture(scope="module")
 def vae_ckpt(workdir: Path) -> Path:
-    return train(workdir, "model=vae", "model.hidden_dims=[32]", "model.latent_dim=4")
+    return train_checkpoint(workdir, "model=vae", "model.hidden_dims=[32]", "model.latent_dim=4")
 
 
 @pytest.fixture(scope="module")
 def classifier_ckpt(workdir: Path) -> Path:
-    return train(workdir, "model=classifier", "model.channels=[8,16]", "model.feature_dim=16")
+    return train_checkpoint(
+        workdir, "model=classifier", "model.channels=[8,16]", "model.feature_dim=16"
+    )
 
 
 def evaluate_cli(workdir: Path, *args: str) -> tuple[Path, dict, str]:
     """Run `genlab evaluate`; return its run directory, metrics.json and printed output."""
-    before = set((workdir / "outputs" / "evaluate").glob("*/*"))
-    result = run_genlab("evaluate", *args, cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = set((workdir / "outputs" / "evaluate").glob("*/*")) - before
+    run, result = new_run(workdir, "evaluate", *args)
     return run, json.loads((run / "metrics.json").read_text()), result.stdout
 
 

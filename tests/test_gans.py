@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import FAST, make_idx_dataset, run_genlab
+from conftest import FAST, make_idx_dataset, new_run, run_genlab
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -67,10 +67,7 @@ def compose_train(workdir: Path, output_dir: Path, *overrides: str) -> DictConfi
 
 def cli_train(workdir: Path, *overrides: str) -> Path:
     """Run `genlab train`; returns the new run directory."""
-    before = set((workdir / "outputs" / "train").glob("*/*"))
-    result = run_genlab("train", *data_args(workdir), *overrides, cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = set((workdir / "outputs" / "train").glob("*/*")) - before
+    run, _ = new_run(workdir, "train", *data_args(workdir), *overrides)
     return run
 
 
@@ -402,10 +399,7 @@ def test_resume_restores_both_optimizers_and_the_step_rhythm(
 
 @pytest.mark.slow
 def test_sample_one_class_from_a_conditional_gan(workdir: Path, cgan_ckpt: Path) -> None:
-    before = set((workdir / "outputs" / "sample").glob("*/*"))
-    result = run_genlab("sample", f"ckpt={cgan_ckpt}", "label=3", "n=6", cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = set((workdir / "outputs" / "sample").glob("*/*")) - before
+    run, _ = new_run(workdir, "sample", f"ckpt={cgan_ckpt}", "label=3", "n=6")
     saved = torch.load(run / "samples.pt", weights_only=True)
     assert saved["images"].shape == (6, 1, 28, 28)
     assert saved["labels"].tolist() == [3] * 6
@@ -441,18 +435,15 @@ def test_sample_labels_cycle_and_bad_labels_are_clear_errors(
 
 @pytest.mark.slow
 def test_interpolate_between_random_latents_of_a_gan(workdir: Path, dcgan_run: Path) -> None:
-    before = set((workdir / "outputs" / "interpolate").glob("*/*"))
-    result = run_genlab(
+    run, _ = new_run(
+        workdir,
         "interpolate",
         f"ckpt={dcgan_run / 'checkpoints' / 'last.ckpt'}",
         "source=prior",
         "num_pairs=2",
         "steps=5",
         "method=slerp",
-        cwd=workdir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = set((workdir / "outputs" / "interpolate").glob("*/*")) - before
     saved = torch.load(run / "interpolation.pt", weights_only=True)
     assert saved["images"].shape == (2, 5, 1, 28, 28)
     assert saved["codes"].shape == (2, 5, 100)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, make_idx_dataset, run_genlab
+from conftest import make_idx_dataset, new_run, run_genlab, train_checkpoint
 from PIL import Image
 
 
@@ -21,39 +21,21 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def train(workdir: Path, *overrides: str) -> Path:
-    before = set((workdir / "outputs" / "train").glob("*/*"))
-    result = run_genlab(
-        "train",
-        "data=mnist",
-        f"data.root={workdir / 'mnist'}",
-        *FAST,
-        "test=false",
-        *overrides,
-        cwd=workdir,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = set((workdir / "outputs" / "train").glob("*/*")) - before
-    return run / "checkpoints" / "last.ckpt"
-
-
 @pytest.fixture(scope="module")
 def ae_2d(workdir: Path) -> Path:
-    return train(workdir, "model=deep_ae", "model.latent_dim=2", "model.hidden_dims=[64]")
+    return train_checkpoint(
+        workdir, "model=deep_ae", "model.latent_dim=2", "model.hidden_dims=[64]"
+    )
 
 
 @pytest.fixture(scope="module")
 def conv_ckpt(workdir: Path) -> Path:
-    return train(workdir, "model=conv_ae")
+    return train_checkpoint(workdir, "model=conv_ae")
 
 
 def command(workdir: Path, *args: str) -> tuple[Path, str]:
     """Run a command; return its run directory and its printed output."""
-    name = args[0]
-    before = set((workdir / "outputs" / name).glob("*/*"))
-    result = run_genlab(*args, cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = set((workdir / "outputs" / name).glob("*/*")) - before
+    run, result = new_run(workdir, *args)
     return run, result.stdout + result.stderr
 
 
@@ -212,7 +194,7 @@ def test_unreadable_and_missing_checkpoints(workdir: Path, content: bytes) -> No
 def test_sample_classify_reports_class_coverage(workdir: Path, ae_2d: Path) -> None:
     import json
 
-    classifier = train(workdir, "model=classifier")
+    classifier = train_checkpoint(workdir, "model=classifier")
     run, out = command(workdir, "sample", f"ckpt={ae_2d}", "n=50", f"classify={classifier}")
     report = json.loads((run / "classes.json").read_text())
     assert sum(report["counts"]) == 50
