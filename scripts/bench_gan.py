@@ -25,20 +25,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import resource
 import statistics
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from benchlib import Clock, batches, same_weights
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
@@ -47,7 +44,6 @@ from genlab.commands.common import CONFIG_DIR
 from genlab.commands.train import train
 
 SEED = 0
-PROC_STAT = Path("/proc/stat")
 
 
 @dataclass
@@ -59,30 +55,6 @@ class Run:
     d_loss: float
     g_loss: float
     other_load: float
-
-
-def _cpu_seconds() -> tuple[float, float]:
-    """(busy CPU seconds of the whole machine, CPU seconds of this process)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    own = usage.ru_utime + usage.ru_stime
-    machine = float("nan")
-    if PROC_STAT.exists():
-        # cpu  user nice system idle iowait irq softirq steal: all but idle and iowait.
-        ticks = [int(t) for t in PROC_STAT.read_text().split("\n", 1)[0].split()[1:9]]
-        machine = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-    return machine, own
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.wall = time.perf_counter()
-        self.machine, self.own = _cpu_seconds()
-
-    def stop(self, d_loss: float, g_loss: float) -> Run:
-        seconds = time.perf_counter() - self.wall
-        machine, own = _cpu_seconds()
-        other = max((machine - self.machine) - (own - self.own), 0.0)
-        return Run(seconds, d_loss, g_loss, other / seconds)
 
 
 class BatchTimer(pl.Callback):
@@ -113,9 +85,9 @@ class BatchTimer(pl.Callback):
             self.clock = Clock()
         elif self.batches == self.stop and self.clock is not None:
             metrics = trainer.callback_metrics
-            self.run = self.clock.stop(
-                float(metrics["train/d_loss"]), float(metrics["train/g_loss"])
-            )
+            seconds, load = self.clock.stop()
+            d_loss, g_loss = float(metrics["train/d_loss"]), float(metrics["train/g_loss"])
+            self.run = Run(seconds, d_loss, g_loss, load)
 
 
 def compose(args: argparse.Namespace, output_dir: str) -> DictConfig:
@@ -158,17 +130,6 @@ def run_genlab(args: argparse.Namespace) -> tuple[Run, dict[str, Tensor]]:
     if timer.run is None:
         raise RuntimeError(f"genlab stopped after {timer.batches} batches, before {timer.stop}")
     return timer.run, timer.initial_state
-
-
-def batches(images: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
-    """Endless float batches in [0, 1], reshuffled every epoch, the last partial batch
-    dropped: the datamodule's training sampler, seeded alike, so both loops see the same."""
-    generator = torch.Generator().manual_seed(seed)
-    usable = len(images) // batch_size * batch_size
-    while True:
-        order = torch.randperm(len(images), generator=generator)
-        for index in order[:usable].split(batch_size):
-            yield images[index].float() / 255
 
 
 def plain_steps(
@@ -220,11 +181,8 @@ def run_plain(
     plain_steps(g, d, opt_g, opt_d, data, args.warmup, model.latent_dim)
     clock = Clock()
     losses = plain_steps(g, d, opt_g, opt_d, data, args.steps, model.latent_dim)
-    return clock.stop(*losses), initial_state
-
-
-def same_weights(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    seconds, load = clock.stop()
+    return Run(seconds, *losses, load), initial_state
 
 
 def summary(runs: list[Run], args: argparse.Namespace) -> dict[str, Any]:

@@ -25,11 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import resource
 import statistics
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +35,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
+from benchlib import Clock, batches, same_weights
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
@@ -48,7 +46,6 @@ from genlab.commands.train import train
 MODELS = ("conv_ae", "ae", "deep_ae", "sparse_ae", "denoising_ae", "contractive_ae")
 LEARNING_RATE = 1e-3
 SEED = 0
-PROC_STAT = Path("/proc/stat")
 # Share of one core that other processes may take before the figures are flagged as noisy:
 # with two threads on two cores, each parallel op then waits for a descheduled thread.
 NOISY_LOAD = 0.1
@@ -62,33 +59,6 @@ class Run:
     seconds: float
     final_loss: float
     other_load: float
-
-
-class Clock:
-    """Wall time plus the CPU time of the machine and of this process, to tell how much of
-    the machine other processes took while the steps ran."""
-
-    def __init__(self) -> None:
-        self.wall, self.machine_cpu, self.own_cpu = self.read()
-
-    @staticmethod
-    def read() -> tuple[float, float, float]:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        own = usage.ru_utime + usage.ru_stime
-        machine = float("nan")
-        if PROC_STAT.exists():
-            # cpu  user nice system idle iowait irq softirq steal ...: all but idle and iowait.
-            ticks = [int(t) for t in PROC_STAT.read_text().split("\n", 1)[0].split()[1:9]]
-            machine = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-        return time.perf_counter(), machine, own
-
-    def stop(self, final_loss: float) -> Run:
-        wall, machine, own = self.read()
-        seconds = wall - self.wall
-        # /proc/stat counts in clock ticks: one tick more is rounding, not another process.
-        tick = 1 / os.sysconf("SC_CLK_TCK")
-        other = (machine - self.machine_cpu) - (own - self.own_cpu) - tick
-        return Run(seconds, final_loss, max(other, 0.0) / seconds)
 
 
 class StepTimer(pl.Callback):
@@ -120,7 +90,8 @@ class StepTimer(pl.Callback):
         if trainer.global_step == self.start_step:
             self.clock = Clock()
         elif trainer.global_step == self.stop_step and self.clock is not None:
-            self.run = self.clock.stop(outputs["loss"].item())
+            seconds, load = self.clock.stop()
+            self.run = Run(seconds, outputs["loss"].item(), load)
 
 
 def compose(args: argparse.Namespace, output_dir: str) -> DictConfig:
@@ -168,17 +139,6 @@ def run_genlab(args: argparse.Namespace) -> tuple[Run, dict[str, Tensor]]:
     return timer.run, timer.initial_state
 
 
-def batches(images: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
-    """Endless float batches in [0, 1], reshuffled every epoch, the last partial one dropped
-    (the datamodule's sampler, seeded alike, so both loops see the same batches)."""
-    generator = torch.Generator().manual_seed(seed)
-    usable = len(images) // batch_size * batch_size
-    while True:
-        order = torch.randperm(len(images), generator=generator)
-        for index in order[:usable].split(batch_size):
-            yield images[index].float() / 255
-
-
 def plain_steps(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: Iterator[Tensor], steps: int
 ) -> Tensor:
@@ -204,11 +164,8 @@ def run_plain(
     plain_steps(model, optimizer, data, args.warmup)
     clock = Clock()
     loss = plain_steps(model, optimizer, data, args.steps)
-    return clock.stop(loss.item()), initial_state
-
-
-def same_weights(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    seconds, load = clock.stop()
+    return Run(seconds, loss.item(), load), initial_state
 
 
 def summary(runs: list[Run], args: argparse.Namespace) -> dict[str, Any]:

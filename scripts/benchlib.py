@@ -1,0 +1,62 @@
+"""What the benchmark scripts share: a clock that also measures how much CPU other
+processes took, and the batch order of genlab's training sampler. Imported by the scripts in
+this folder (python puts a script's own folder on sys.path); never by genlab."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+PROC_STAT = Path("/proc/stat")
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process); the machine's
+    figure is NaN where /proc/stat is missing."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    own = usage.ru_utime + usage.ru_stime
+    machine = float("nan")
+    if PROC_STAT.exists():
+        # cpu  user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+        ticks = [int(t) for t in PROC_STAT.read_text().split("\n", 1)[0].split()[1:9]]
+        machine = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    return machine, own
+
+
+class Clock:
+    """Wall time plus the CPU time of the machine and of this process, to tell how much of
+    the machine other processes took while the timed work ran."""
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.machine, self.own = cpu_seconds()
+
+    def stop(self) -> tuple[float, float]:
+        """(seconds since the start, cores other processes kept busy meanwhile)."""
+        seconds = time.perf_counter() - self.wall
+        machine, own = cpu_seconds()
+        # /proc/stat counts in clock ticks: one tick more is rounding, not another process.
+        tick = 1 / os.sysconf("SC_CLK_TCK")
+        other = (machine - self.machine) - (own - self.own) - tick
+        return seconds, max(other, 0.0) / seconds
+
+
+def batches(images: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
+    """Endless float batches in [0, 1], reshuffled every epoch, the last partial one dropped:
+    the datamodule's training sampler, seeded alike, so both loops see the same batches."""
+    generator = torch.Generator().manual_seed(seed)
+    usable = len(images) // batch_size * batch_size
+    while True:
+        order = torch.randperm(len(images), generator=generator)
+        for index in order[:usable].split(batch_size):
+            yield images[index].float() / 255
+
+
+def same_weights(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
