@@ -100,10 +100,25 @@ def encode_split(
 
 @torch.no_grad()
 def decode(
-    model: torch.nn.Module, z: torch.Tensor, *, device: torch.device, batch_size: int = 512
+    model: torch.nn.Module,
+    z: torch.Tensor,
+    *,
+    device: torch.device,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 512,
 ) -> torch.Tensor:
+    """Images [N, C, H, W] in [0, 1] of codes [N, latent], in batches; ``labels`` [N] are
+    passed on to conditional models."""
     require(model, "decode", "decode latent codes")
-    parts = [model.decode(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)]
+    parts = []
+    for start in range(0, len(z), batch_size):
+        chunk = z[start : start + batch_size].to(device)
+        if labels is None:
+            parts.append(model.decode(chunk).float().cpu())
+        else:
+            parts.append(
+                model.decode(chunk, labels[start : start + batch_size].to(device)).float().cpu()
+            )
     return torch.cat(parts).clamp(0, 1)
 
 

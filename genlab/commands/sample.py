@@ -70,12 +70,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
     saved = {"z": z.cpu()}
     if conditional:
         labels = model.class_labels(len(z), cfg.label).cpu()
-        with torch.no_grad():
-            parts = [
-                model.decode(zs.to(loaded.device), ys.to(loaded.device)).float().cpu()
-                for zs, ys in zip(z.cpu().split(512), labels.split(512), strict=True)
-            ]
-        images = torch.cat(parts).clamp(0, 1)
+        images = checkpointed.decode(model, z.cpu(), device=loaded.device, labels=labels)
         saved["labels"] = labels
         if cfg.label is None and cfg.mode == "prior":
             nrow = model.num_classes
