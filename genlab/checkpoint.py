@@ -1,9 +1,10 @@
 """Load genlab checkpoints as data: tensors and plain values only, never code.
 
 A checkpoint is a file from outside. It is read with ``torch.load(weights_only=True)``, which
-refuses any pickled object other than tensors and plain containers; the model class comes
-from genlab's own registry, looked up by the name stored in the checkpoint, so a crafted
-``_target_`` cannot make genlab call anything else.
+refuses any pickled object other than tensors and plain containers. The classes its config
+names (model, networks, data) are built only when they lie in genlab or in a module the user
+trusted (genlab.trust), checked before anything is imported, so a crafted ``_target_``
+cannot make genlab import or call anything else.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.errors import CheckpointError
+from genlab.models.base import CONFIG_KEY, VERSION_KEY
+from genlab.trust import check_trusted
+from genlab.trust import trusted_modules as trusted_modules_of
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -48,44 +53,77 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a Lightning checkpoint: it has no state_dict")
-    if "genlab_config" not in checkpoint:
+    if CONFIG_KEY not in checkpoint:
         raise CheckpointError(
             f"{path} was not written by genlab train: it has no genlab_config entry"
         )
     return checkpoint
 
 
-def model_class(target: str) -> type:
-    from genlab.models import MODEL_CLASSES
+def _training_only(value: Any) -> bool:
+    """Optimizer factories (``_partial_: true`` nodes) serve training only."""
+    return isinstance(value, dict) and bool(value.get("_partial_"))
 
-    try:
-        return MODEL_CLASSES[target]
-    except KeyError:
+
+def check_version(checkpoint: dict[str, Any], path: Path | str) -> None:
+    """Refuse checkpoints written before the model layout this genlab reads."""
+    from genlab import __version__
+
+    if VERSION_KEY not in checkpoint:
         raise CheckpointError(
-            f"the checkpoint names model class {target!r}, which is not a genlab model; "
-            f"known: {', '.join(sorted(MODEL_CLASSES))}"
-        ) from None
+            f"{path} was written by genlab 0.1.0, whose models kept their networks inside and "
+            f"whose config layout genlab {__version__} no longer reads; retrain it with this "
+            "genlab (the same genlab train command works), or use genlab 0.1.0 to read it"
+        )
 
 
-def load_model(path: str | Path) -> tuple[torch.nn.Module, DictConfig]:
+def model_config(
+    checkpoint: dict[str, Any], path: Path | str, *, trusted_modules: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """The checkpoint's model config without its training-only factories, checked: every
+    class it names lies in genlab or a trusted module, and every network is described."""
+    config = checkpoint[CONFIG_KEY]
+    model = {k: v for k, v in dict(config["model"]).items() if not _training_only(v)}
+    check_trusted(
+        {"model": model, "data": config.get("data")},
+        trusted_modules_of(trusted_modules),
+        source=str(path),
+    )
+    missing = [k for k, v in model.items() if v is None and k in checkpoint_networks(checkpoint)]
+    if missing:
+        raise CheckpointError(
+            f"{path} cannot be rebuilt: its model was built in Python with networks "
+            f"({', '.join(missing)}) that are not genlab Networks, so the checkpoint does not "
+            "say how to build them; build the model yourself and load the state_dict, or "
+            "train through genlab train"
+        )
+    return model
+
+
+def checkpoint_networks(checkpoint: dict[str, Any]) -> set[str]:
+    """Names of the model's top-level modules, from the state_dict's keys."""
+    return {key.split(".")[0] for key in checkpoint["state_dict"]}
+
+
+def load_model(
+    path: str | Path, *, trusted_modules: Iterable[str] | None = None
+) -> tuple[torch.nn.Module, DictConfig]:
     """Rebuild the model a checkpoint was trained as, with its weights, in eval mode.
 
-    Returns the model and the run's resolved config (``model``, ``data``, ...).
+    Returns the model and the run's resolved config (``model``, ``data``, ...). Only classes
+    of genlab and of trusted modules (see genlab.trust) are imported.
     """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
     checkpoint = read_checkpoint(path)
-    config = OmegaConf.create(checkpoint["genlab_config"])
-    model_cfg = OmegaConf.to_container(config.model)
-    cls = model_class(str(model_cfg.pop("_target_", "")))
-    # Optimizer factories (optimizer, optimizer_g, optimizer_d) are for training only.
-    kwargs = {
-        k: v
-        for k, v in model_cfg.items()
-        if not k.startswith("_") and not k.startswith("optimizer")
-    }
+    check_version(checkpoint, path)
+    model_cfg = model_config(checkpoint, path, trusted_modules=trusted_modules)
+    target = model_cfg.get("_target_", "?")
     try:
-        model = cls(**kwargs)
+        model = instantiate(model_cfg, _convert_="all")
         model.load_state_dict(checkpoint["state_dict"])
-    except (TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} does not match its model {cls.__name__}: {exc}") from None
+    except (TypeError, RuntimeError, InstantiationException) as exc:
+        raise CheckpointError(f"{path} does not match its model {target}: {exc}") from None
     model.eval()
-    return model, config
+    return model, OmegaConf.create(checkpoint[CONFIG_KEY])

@@ -8,9 +8,12 @@ they re-enter the same command.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 import sys
+from pathlib import Path
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": (
@@ -70,10 +73,49 @@ def usage() -> str:
     return "\n".join(lines) + "\n\n" + USAGE_TAIL
 
 
+def accepted_groups(command: str) -> set[str]:
+    """The config groups a command's primary config names in its defaults list: the ones
+    its help and tab completion offer (train takes model=, sample does not)."""
+    from omegaconf import OmegaConf
+
+    from genlab.commands.common import CONFIG_DIR
+
+    groups = set()
+    for entry in OmegaConf.load(Path(CONFIG_DIR) / f"{command}.yaml").get("defaults", []):
+        name = next(iter(entry)) if not isinstance(entry, str) else entry
+        name = str(name).removeprefix("override ").removeprefix("optional ")
+        if name != "_self_":
+            groups.add(name.split("@")[0].split("/")[0].strip())
+    return groups
+
+
+def _offered(word: str, hidden: set[str]) -> bool:
+    """Whether a help line or completion word belongs to a group the command accepts."""
+    head = word.split("=")[0].split(":")[0].lstrip("+~").split("/")[0]
+    return head not in hidden
+
+
+def _all_groups() -> set[str]:
+    from genlab.commands.common import CONFIG_DIR
+
+    return {p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir()}
+
+
 def _run_app(command: str, args: list[str], *, argv0: str | None = None) -> None:
     module = importlib.import_module(COMMANDS[command][0])
     sys.argv = [argv0 or module.__file__, *args]
-    module.main()
+    if "--help" not in args and "-h" not in args:
+        module.main()
+        return
+    # Hydra's help lists every group of the config folder; keep the ones this command takes.
+    hidden = _all_groups() - accepted_groups(command)
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            module.main()
+    finally:
+        lines = captured.getvalue().splitlines(keepends=True)
+        print("".join(line for line in lines if _offered(line, hidden)), end="")
 
 
 def complete(args: list[str]) -> int:
@@ -95,7 +137,11 @@ def complete(args: list[str]) -> int:
     if words[1] not in COMMANDS:
         return 0
     os.environ["COMP_LINE"] = line.replace(f" {words[1]}", "", 1)
-    _run_app(words[1], args, argv0="genlab")
+    hidden = _all_groups() - accepted_groups(words[1])
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        _run_app(words[1], args, argv0="genlab")
+    print(" ".join(w for w in captured.getvalue().split() if _offered(w, hidden)))
     return 0
 
 

@@ -24,3 +24,7 @@ class CheckpointError(GenlabError):
 
 class NonFiniteLossError(GenlabError):
     """Training produced a NaN or infinite loss."""
+
+
+class OutputError(GenlabError):
+    """A result that could not be written (disk full, no permission)."""

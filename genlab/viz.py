@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+from genlab.atomic import atomic_path
 
 
 def make_grid(
@@ -39,15 +40,13 @@ def rows_grid(rows: list[Tensor], *, padding: int = 2) -> Tensor:
 
 
 def save_png(image: Tensor, path: str | Path) -> Path:
-    """Write an image [C, H, W] in [0, 1] as an 8-bit PNG; written to a temporary name first
-    so a crash never leaves a half-written file under ``path``."""
+    """Write an image [C, H, W] in [0, 1] as an 8-bit PNG, whole or not at all."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     array = (image.detach().float().clamp(0, 1).cpu() * 255).round().to(torch.uint8).numpy()
     array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
     return path
 
 
@@ -72,8 +71,9 @@ def scatter_png(
         )
     ax.set_title(title)
     ax.legend(markerscale=4, fontsize=8, loc="best")
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path

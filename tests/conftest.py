@@ -7,10 +7,16 @@ import os
 import struct
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from genlab.models import Autoencoder, VariationalAutoencoder
+from genlab.models.vae import VAEBase
+from genlab.nn.gaussian import MLPGaussianEncoder
+from genlab.nn.mlp import MLPDecoder, MLPEncoder
 
 IDX_NAMES = {
     ("train", "images"): "train-images-idx3-ubyte",
@@ -112,3 +118,58 @@ def train_checkpoint(workdir: Path, *overrides: str) -> Path:
         *overrides,
     )
     return run / "checkpoints" / "last.ckpt"
+
+
+def mlp_autoencoder(
+    cls: type[Autoencoder] = Autoencoder,
+    *,
+    in_channels: int = 1,
+    image_size: int = 28,
+    latent_dim: int = 32,
+    hidden_dims: Sequence[int] = (),
+    activation: str = "relu",
+    latent_activation: str = "sigmoid",
+    **options,
+) -> Autoencoder:
+    """A ``cls`` with the fully connected networks of configs/model/ae.yaml, built in Python."""
+    shape = {"in_channels": in_channels, "image_size": image_size}
+    encoder = MLPEncoder(
+        **shape,
+        latent_dim=latent_dim,
+        hidden_dims=hidden_dims,
+        hidden_activation=activation,
+        latent_activation=latent_activation,
+    )
+    decoder = MLPDecoder(
+        out_channels=in_channels,
+        image_size=image_size,
+        latent_dim=latent_dim,
+        hidden_dims=hidden_dims,
+        hidden_activation=activation,
+    )
+    return cls(encoder=encoder, decoder=decoder, **shape, latent_dim=latent_dim, **options)
+
+
+def mlp_vae(
+    cls: type[VAEBase] = VariationalAutoencoder,
+    *,
+    in_channels: int = 1,
+    image_size: int = 28,
+    latent_dim: int = 16,
+    hidden_dims: Sequence[int] = (512, 256),
+    activation: str = "relu",
+    **options,
+) -> VAEBase:
+    """A ``cls`` with the fully connected networks of configs/model/vae.yaml, built in Python."""
+    shape = {"in_channels": in_channels, "image_size": image_size}
+    encoder = MLPGaussianEncoder(
+        **shape, latent_dim=latent_dim, hidden_dims=hidden_dims, hidden_activation=activation
+    )
+    decoder = MLPDecoder(
+        out_channels=in_channels,
+        image_size=image_size,
+        latent_dim=latent_dim,
+        hidden_dims=hidden_dims,
+        hidden_activation=activation,
+    )
+    return cls(encoder=encoder, decoder=decoder, **shape, latent_dim=latent_dim, **options)

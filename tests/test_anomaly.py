@@ -54,7 +54,9 @@ def test_one_class_checkpoint_is_scored_on_every_class(workdir: Path) -> None:
 
 
 def test_vae_trained_on_every_class_gets_scores_and_no_auroc(workdir: Path) -> None:
-    ckpt = train_checkpoint(workdir, "model=vae", "model.hidden_dims=[32]", "model.latent_dim=4")
+    ckpt = train_checkpoint(
+        workdir, "model=vae", "model.encoder.hidden_dims=[32]", "model.latent_dim=4"
+    )
     run, out = anomaly(workdir, f"ckpt={ckpt}", "elbo_samples=2")
     rows = read_scores(run / "scores.csv")
     assert list(rows[0]) == ["index", "label", "score", "neg_elbo"]
@@ -71,5 +73,5 @@ def test_normal_classes_by_index_or_name() -> None:
     names = ["zero", "one", "two"]
     assert normal_classes(None, names) == []
     assert normal_classes([2, "zero"], names) == [0, 2]
-    with pytest.raises(ConfigError, match="class 'seven'"):
+    with pytest.raises(ConfigError, match="has 'seven', which is not a class"):
         normal_classes(["seven"], names)

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from genlab.commands.common import CONFIG_DIR
 from genlab.errors import CheckpointError, ConfigError
 from genlab.metrics.features import classifier_outputs, load_classifier
-from genlab.models import MODEL_CLASSES, Classifier
+from genlab.models.capabilities import Classifies
+from genlab.models.classifier import Classifier
 
 
 def bar_images(n: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,6 +30,7 @@ def bar_images(n: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_shapes_of_logits_and_features() -> None:
     model = Classifier(feature_dim=32).eval()
+    assert isinstance(model, Classifies)
     x = torch.rand(5, 1, 28, 28)
     assert model(x).shape == (5, 10)
     assert model.features(x).shape == (5, 32)
@@ -97,6 +99,9 @@ def test_config_composes_for_every_dataset(tmp_path: Path) -> None:
             )
         model = instantiate(cfg.model)
         assert isinstance(model, Classifier)
+        if data == "mnist":
+            # The architecture of genlab 0.1.
+            assert sum(p.numel() for p in model.trainable_parameters()) == 421_866
         size = cfg.data.image_size
         x = torch.rand(2, cfg.data.channels, size, size)
         assert model.eval()(x).shape == (2, 10)
@@ -104,24 +109,32 @@ def test_config_composes_for_every_dataset(tmp_path: Path) -> None:
 
 
 def test_registered_and_reloaded(tmp_path: Path) -> None:
-    assert MODEL_CLASSES["genlab.models.Classifier"] is Classifier
     model = Classifier(feature_dim=16).eval()
     path = tmp_path / "classifier.ckpt"
-    config = {"model": {"_target_": "genlab.models.Classifier", **dict(model.hparams)}}
-    torch.save({"state_dict": model.state_dict(), "genlab_config": config}, path)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
     loaded = load_classifier(path)
     x = torch.rand(3, 1, 28, 28)
     torch.testing.assert_close(loaded.features(x), model.features(x))
 
 
 def test_loading_another_model_as_a_classifier_is_refused(tmp_path: Path) -> None:
-    from genlab.models import Autoencoder
+    from genlab.models.autoencoders import Autoencoder
+    from genlab.nn.mlp import MLPDecoder, MLPEncoder
 
-    model = Autoencoder()
+    model = Autoencoder(
+        encoder=MLPEncoder(in_channels=1, image_size=28, latent_dim=8),
+        decoder=MLPDecoder(out_channels=1, image_size=28, latent_dim=8),
+        in_channels=1,
+        image_size=28,
+        latent_dim=8,
+    )
     path = tmp_path / "ae.ckpt"
-    config = {"model": {"_target_": "genlab.models.Autoencoder", **dict(model.hparams)}}
-    torch.save({"state_dict": model.state_dict(), "genlab_config": config}, path)
-    with pytest.raises(CheckpointError, match="holds a Autoencoder, not a classifier"):
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    with pytest.raises(CheckpointError, match="holds an Autoencoder, not a classifier"):
         load_classifier(path)
 
 

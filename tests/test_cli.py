@@ -47,9 +47,12 @@ def test_unknown_model_lists_the_available_ones(tmp_path: Path) -> None:
 
 
 def test_train_help_and_cfg_job(tmp_path: Path) -> None:
+    from genlab.commands.common import CONFIG_DIR
+
     result = run_genlab("train", "--help", cwd=tmp_path)
     assert result.returncode == 0
-    assert "model: ae, cgan, classifier, contractive_ae, conv_ae, conv_vae, dcgan" in result.stdout
+    models = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+    assert f"model: {', '.join(models)}" in result.stdout
     result = run_genlab("train", "model=sparse_ae", "model.rho=0.1", "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0
     assert "genlab.models.SparseAutoencoder" in result.stdout
@@ -123,6 +126,18 @@ def test_shell_completion_knows_commands_and_groups(tmp_path: Path) -> None:
     assert query("genlab tr").split() == ["train"]
     assert "model=sparse_ae" in query("genlab train model=").split()
     assert "model.rho=" in query("genlab train model=sparse_ae model.r").split()
+    # A checkpoint command offers the groups it takes (data=), not train's (model=).
+    offered = query("genlab sample ").split()
+    assert "data=" in offered and "ckpt=" in offered
+    assert not any(w.startswith(("model", "trainer", "optimizer")) for w in offered)
+
+
+def test_checkpoint_command_help_lists_only_its_groups(tmp_path: Path) -> None:
+    result = run_genlab("sample", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "data: " in result.stdout
+    for group in ("model:", "trainer:", "optimizer:", "callbacks:"):
+        assert group not in result.stdout
     install = subprocess.run(
         [str(Path(sys.executable).with_name("genlab")), "-sc", "install=bash"],
         capture_output=True,

@@ -33,7 +33,9 @@ def ae_ckpt(workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def vae_ckpt(workdir: Path) -> Path:
-    return train_checkpoint(workdir, "model=vae", "model.hidden_dims=[32]", "model.latent_dim=4")
+    return train_checkpoint(
+        workdir, "model=vae", "model.encoder.hidden_dims=[32]", "model.latent_dim=4"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +113,16 @@ def test_vae_likelihood_and_sample_metrics(
     assert "samples/fid" in out and "samples/class_0" not in out
 
 
+def test_an_autoencoder_is_measured_through_a_prior_fitted_to_its_codes(
+    workdir: Path, ae_ckpt: Path, classifier_ckpt: Path
+) -> None:
+    """No prior of its own, as `sample` does: a Gaussian fitted to the training codes."""
+    metrics = evaluate(
+        config(workdir, f"ckpt={ae_ckpt}", f"features={classifier_ckpt}", "num_samples=40")
+    )
+    assert metrics["samples/fid"] >= 0 and "test/recon_error" in metrics
+
+
 def test_k_zero_skips_the_likelihood(workdir: Path, vae_ckpt: Path) -> None:
     metrics = evaluate(config(workdir, f"ckpt={vae_ckpt}", "k=0"))
     assert set(metrics) == {"test/recon_error", "test/mse_per_pixel"}
@@ -140,10 +152,10 @@ def test_features_inception_says_what_is_missing(workdir: Path, vae_ckpt: Path) 
 @pytest.mark.parametrize(
     ("ckpt", "overrides", "error", "match"),
     [
-        ("ae", ["features=CLASSIFIER"], CheckpointError, "has no prior to sample from"),
-        ("ae", ["k=5"], CheckpointError, "has no ELBO or likelihood"),
-        ("classifier", ["probe=true"], CheckpointError, "no codes to probe"),
-        ("vae", ["features=AE"], CheckpointError, "holds a Autoencoder, not a classifier"),
+        ("ae", ["k=5"], CheckpointError, "cannot be given an ELBO .* declare Variational"),
+        ("classifier", ["probe=true"], CheckpointError, "does not declare Encodes"),
+        ("classifier", ["features=CLASSIFIER"], CheckpointError, "does not declare Decodes"),
+        ("vae", ["features=AE"], CheckpointError, "holds an Autoencoder, not a classifier"),
         ("vae", ["features=missing.ckpt"], CheckpointError, "missing.ckpt does not exist"),
         ("vae", ["k=-1"], ConfigError, "must be >= 0"),
         ("ae", ["probe_labels=5"], ConfigError, "add probe=true"),

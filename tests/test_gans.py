@@ -1,9 +1,10 @@
-"""The GAN family: losses against hand computations, the networks' shapes and spectral
-norms, the D/G step schedule, training through `genlab train`, resume, and the sample and
-interpolate commands on GAN checkpoints."""
+"""The GAN family: losses against hand computations, the networks' shapes, initialisation and
+spectral norms, the configs' architectures, the D/G step schedule, training through `genlab
+train`, resume, and the sample and interpolate commands on GAN checkpoints."""
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytorch_lightning as pl
 import torch
 from conftest import FAST, make_idx_dataset, new_run, run_genlab
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
@@ -21,24 +24,39 @@ from genlab.commands.sample import sample
 from genlab.commands.train import train
 from genlab.data import ImageDataModule
 from genlab.errors import ConfigError
-from genlab.models import DCGAN, GAN, SAGAN, WGAN, WGANGP, ConditionalGAN
+from genlab.models.capabilities import Conditional, HasPrior
+from genlab.models.gans import GAN, WGAN, WGANGP, ConditionalGAN
+from genlab.models.gans.losses import (
+    ADVERSARIAL_LOSSES,
+    adversarial_loss,
+    critic_wasserstein_loss,
+    discriminator_bce_loss,
+    discriminator_hinge_loss,
+    discriminator_least_squares_loss,
+    generator_least_squares_loss,
+    generator_minimax_loss,
+    generator_nonsaturating_loss,
+    gradient_penalty,
+)
 from genlab.nn.gan import (
     ConvDiscriminator,
     ConvGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
     SelfAttention,
-    discriminator_bce_loss,
-    discriminator_hinge_loss,
-    generator_bce_loss,
-    gradient_penalty,
 )
 
-GANS = ["gan", "dcgan", "cgan", "wgan", "wgan_gp", "sagan"]
+GANS = ["gan", "dcgan", "cgan", "wgan", "wgan_gp", "sagan", "lsgan"]
+LOSSES = ["bce", "minimax", "wasserstein", "hinge", "least_squares"]
 # Narrower networks than the configs' defaults, to keep the training tests quick.
+MLP_SMALL = ["model.generator.hidden_dims=[64]", "model.discriminator.hidden_dims=[64]"]
+CONV_SMALL = ["model.generator.width=16", "model.discriminator.width=16"]
 SMALL = {
-    "gan": ["model.g_hidden_dims=[64]", "model.d_hidden_dims=[64]"],
-    "cgan": ["model.g_hidden_dims=[64]", "model.d_hidden_dims=[64]"],
-    **{name: ["model.width=16"] for name in ("dcgan", "wgan", "wgan_gp", "sagan")},
+    "gan": MLP_SMALL,
+    "cgan": MLP_SMALL,
+    **{name: CONV_SMALL for name in ("dcgan", "wgan", "wgan_gp", "sagan", "lsgan")},
 }
+ADAM = functools.partial(torch.optim.Adam, lr=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +70,32 @@ def data_args(workdir: Path) -> list[str]:
     return ["data=mnist", f"data.root={workdir / 'mnist'}", *FAST]
 
 
-def compose_train(workdir: Path, output_dir: Path, *overrides: str) -> DictConfig:
+def compose_config(name: str, *overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                *data_args(workdir),
-                f"paths.root_dir={workdir}",
-                f"paths.output_dir={output_dir}",
-                *overrides,
-            ],
-        )
+        return compose(name, overrides=list(overrides))
+
+
+def compose_train(workdir: Path, output_dir: Path, *overrides: str) -> DictConfig:
+    return compose_config(
+        "train",
+        *data_args(workdir),
+        f"paths.root_dir={workdir}",
+        f"paths.output_dir={output_dir}",
+        *overrides,
+    )
+
+
+def model_config(name: str, *overrides: str) -> DictConfig:
+    """The model node of ``model=name`` on MNIST-sized data unless an override says else."""
+    return compose_config("train", "data=mnist", f"model={name}", *overrides).model
+
+
+def build(name: str, *overrides: str) -> GAN:
+    try:
+        return instantiate(model_config(name, *overrides))
+    except InstantiationException as exc:
+        # Hydra wraps the model's own error; genlab's commands report the one inside.
+        raise (exc.__cause__ or exc) from None
 
 
 def cli_train(workdir: Path, *overrides: str) -> Path:
@@ -71,16 +104,59 @@ def cli_train(workdir: Path, *overrides: str) -> Path:
     return run
 
 
+def mlp_gan(cls: type[GAN] = GAN, *, latent_dim: int = 8, condition_dim: int = 0, **kwargs):
+    """A small fully connected GAN built in Python, for 28x28 grey images."""
+    return cls(
+        generator=MLPGenerator(
+            latent_dim=latent_dim,
+            channels=1,
+            image_size=28,
+            hidden_dims=[16],
+            condition_dim=condition_dim,
+        ),
+        discriminator=MLPDiscriminator(
+            channels=1, image_size=28, hidden_dims=[16], condition_dim=condition_dim
+        ),
+        latent_dim=latent_dim,
+        **kwargs,
+    )
+
+
+def fit(model: GAN, workdir: Path, batches: int) -> pl.Trainer:
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    data = ImageDataModule(dataset="mnist", root=str(workdir / "mnist"), batch_size=8)
+    trainer.fit(model, datamodule=data)
+    return trainer
+
+
 # Losses
+
+
+def test_the_losses_are_the_five_named_choices() -> None:
+    assert list(ADVERSARIAL_LOSSES) == LOSSES
+    logits = {name for name, loss in ADVERSARIAL_LOSSES.items() if loss.scores_are_logits}
+    assert logits == {"bce", "minimax"}
+    with pytest.raises(ConfigError, match=", ".join(LOSSES)) as error:
+        adversarial_loss("nonsaturating")
+    # The old option's value points to its new name.
+    assert "loss=bce" in str(error.value)
 
 
 def test_generator_losses_on_known_discriminator_outputs() -> None:
     p = torch.tensor([0.01, 0.5, 0.99])
     logits = torch.logit(p).requires_grad_(True)
-    minimax = generator_bce_loss(logits, "minimax")
+    minimax = generator_minimax_loss(logits)
     torch.testing.assert_close(minimax, torch.log(1 - p).mean())
     (grad_minimax,) = torch.autograd.grad(minimax, logits)
-    nonsaturating = generator_bce_loss(logits, "nonsaturating")
+    nonsaturating = generator_nonsaturating_loss(logits)
     torch.testing.assert_close(nonsaturating, -torch.log(p).mean())
     (grad_nonsaturating,) = torch.autograd.grad(nonsaturating, logits)
     # d/dl log(1 - σ(l)) = −σ(l) and d/dl −log σ(l) = −(1 − σ(l)), over a batch of 3.
@@ -88,8 +164,10 @@ def test_generator_losses_on_known_discriminator_outputs() -> None:
     torch.testing.assert_close(grad_nonsaturating, -(1 - p) / 3)
     # Where D rejects the fake (D = 0.01) the minimax gradient has all but vanished.
     assert grad_nonsaturating[0] / grad_minimax[0] == pytest.approx(99, rel=1e-4)
-    with pytest.raises(ConfigError, match="g_loss='wasserstein'"):
-        generator_bce_loss(logits, "wasserstein")
+    # The names: bce is the non-saturating GAN, minimax the saturating one, same D loss.
+    assert ADVERSARIAL_LOSSES["bce"].generator is generator_nonsaturating_loss
+    assert ADVERSARIAL_LOSSES["minimax"].generator is generator_minimax_loss
+    assert ADVERSARIAL_LOSSES["minimax"].discriminator is discriminator_bce_loss
 
 
 def test_discriminator_losses_on_known_outputs() -> None:
@@ -103,6 +181,64 @@ def test_discriminator_losses_on_known_outputs() -> None:
     torch.testing.assert_close(
         discriminator_hinge_loss(scores_real, scores_fake), torch.tensor(0.25 + 0.625)
     )
+    # E[f(G(z))] − E[f(x)] = −1.375 − 1.25.
+    torch.testing.assert_close(
+        critic_wasserstein_loss(scores_real, scores_fake), torch.tensor(-1.375 - 1.25)
+    )
+
+
+def test_least_squares_losses_on_known_outputs() -> None:
+    real, fake = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    # ½·mean((0, 1)) + ½·mean((0, 4)): real scores pulled to 1, fake ones to 0.
+    torch.testing.assert_close(discriminator_least_squares_loss(real, fake), torch.tensor(1.25))
+    scores = torch.tensor([1.0, 3.0, -2.0]).requires_grad_(True)
+    # ½·mean((0, 4, 9)); its gradient (s − 1)/B never saturates, whatever the score.
+    g_loss = generator_least_squares_loss(scores)
+    torch.testing.assert_close(g_loss, torch.tensor(13 / 6))
+    (grad,) = torch.autograd.grad(g_loss, scores)
+    torch.testing.assert_close(grad, (scores.detach() - 1) / 3)
+    loss = adversarial_loss("least_squares")
+    assert loss.discriminator is discriminator_least_squares_loss
+    assert loss.generator is generator_least_squares_loss
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_every_loss_rewards_each_player_for_its_goal(name: str) -> None:
+    loss = adversarial_loss(name)
+    low, high = torch.tensor([-0.5, 0.2]), torch.tensor([0.4, 0.9])
+    # D does better scoring real images higher and fakes lower; G, its fakes scored higher.
+    assert loss.discriminator(high, low) < loss.discriminator(low, high)
+    assert loss.generator(high) < loss.generator(low)
+    logged = loss.summarize(high)
+    expected = torch.sigmoid(high).mean() if name in ("bce", "minimax") else high.mean()
+    torch.testing.assert_close(logged, expected)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_one_step_lowers_each_players_loss(name: str) -> None:
+    torch.manual_seed(0)
+    model = mlp_gan(loss=name)
+    loss = model.adversarial_loss
+    real = torch.rand(16, 1, 28, 28) * 2 - 1
+    z = model.sample_latent(16)
+    with torch.no_grad():
+        fake = model.generate(z)
+    assert fake.shape == (16, 1, 28, 28)
+
+    def d_loss() -> torch.Tensor:
+        return loss.discriminator(model.discriminate(real), model.discriminate(fake))
+
+    def g_loss() -> torch.Tensor:
+        return loss.generator(model.discriminate(model.generate(z)))
+
+    for objective, network in ((d_loss, model.discriminator), (g_loss, model.generator)):
+        optimizer = torch.optim.SGD(network.parameters(), lr=1e-3)
+        before = objective()
+        assert torch.isfinite(before)
+        optimizer.zero_grad()
+        before.backward()
+        optimizer.step()
+        assert objective() < before, f"{name}: {network.__class__.__name__}"
 
 
 def test_gradient_penalty_of_a_linear_critic() -> None:
@@ -144,13 +280,13 @@ def test_gradient_penalty_draws_one_coefficient_per_sample() -> None:
     assert eps.min() >= 0 and eps.max() <= 1
 
 
-# Networks
+# Networks and configs
 
 
 @pytest.mark.parametrize(("size", "channels"), [(28, 1), (32, 3), (64, 3)])
 def test_conv_networks_fit_mnist_cifar_and_64_pixel_images(size: int, channels: int) -> None:
-    g = ConvGenerator(latent_dim=16, out_channels=channels, image_size=size, width=8)
-    d = ConvDiscriminator(in_channels=channels, image_size=size, width=8)
+    g = ConvGenerator(latent_dim=16, channels=channels, image_size=size, width=8)
+    d = ConvDiscriminator(channels=channels, image_size=size, width=8)
     images = g(torch.randn(3, 16))
     assert images.shape == (3, channels, size, size)
     assert images.min() >= -1 and images.max() <= 1
@@ -159,8 +295,88 @@ def test_conv_networks_fit_mnist_cifar_and_64_pixel_images(size: int, channels: 
     assert not any(isinstance(m, nn.MaxPool2d | nn.AvgPool2d) for m in d.modules())
 
 
+def test_mlp_networks_flatten_and_take_a_condition() -> None:
+    g = MLPGenerator(latent_dim=4, channels=3, image_size=8, hidden_dims=[16], condition_dim=2)
+    d = MLPDiscriminator(channels=3, image_size=8, hidden_dims=[16], condition_dim=2)
+    condition = torch.eye(2)[[0, 1, 1]]
+    images = g(torch.randn(3, 4), condition)
+    assert images.shape == (3, 3, 8, 8)
+    # D flattens the images itself.
+    assert d(images, condition).shape == (3,)
+    with pytest.raises(ValueError, match="needs a condition"):
+        d(images)
+    plain = MLPDiscriminator(channels=3, image_size=8, hidden_dims=[])
+    with pytest.raises(ValueError, match="takes no condition"):
+        plain(images, condition)
+
+
+def parameter_counts(model: GAN) -> tuple[int, int]:
+    return tuple(
+        sum(p.numel() for p in net.parameters()) for net in (model.generator, model.discriminator)
+    )
+
+
+def test_every_config_keeps_its_architecture() -> None:
+    # The parameter counts (generator, discriminator) of the models before networks were
+    # injected: the configs build the same networks.
+    counts = {
+        "gan": (1_486_352, 1_460_225),
+        "cgan": (1_488_912, 1_470_465),
+        "dcgan": (759_681, 138_689),
+        "wgan": (759_681, 138_689),
+        "wgan_gp": (759_681, 138_689),
+        "lsgan": (759_681, 138_689),
+        "sagan": (940_418, 143_682),
+    }
+    for name, expected in counts.items():
+        assert parameter_counts(build(name)) == expected, name
+    assert parameter_counts(build("dcgan", "data=cifar10")) == (1_068_931, 663_361)
+
+
+def test_every_config_keeps_its_losses_and_optimizers() -> None:
+    expected = {
+        # name: (class, loss, d_steps, latent_dim, (G's lr, betas), (D's lr, betas))
+        "gan": (GAN, "bce", 1, 100, (2e-4, (0.5, 0.999)), (2e-4, (0.5, 0.999))),
+        "dcgan": (GAN, "bce", 1, 100, (2e-4, (0.5, 0.999)), (2e-4, (0.5, 0.999))),
+        "cgan": (ConditionalGAN, "bce", 1, 100, (2e-4, (0.5, 0.999)), (2e-4, (0.5, 0.999))),
+        "wgan": (WGAN, "wasserstein", 5, 100, (5e-5, None), (5e-5, None)),
+        "wgan_gp": (WGANGP, "wasserstein", 5, 100, (1e-4, (0.0, 0.9)), (1e-4, (0.0, 0.9))),
+        "sagan": (GAN, "hinge", 1, 128, (1e-4, (0.0, 0.9)), (4e-4, (0.0, 0.9))),
+        "lsgan": (GAN, "least_squares", 1, 100, (2e-4, (0.5, 0.999)), (2e-4, (0.5, 0.999))),
+    }
+    for name, (cls, loss, d_steps, latent_dim, g_opt, d_opt) in expected.items():
+        model = build(name)
+        assert type(model) is cls, name
+        assert isinstance(model, HasPrior)
+        assert isinstance(model, Conditional) == (name == "cgan")
+        assert model.checkpoint_monitor is None
+        assert (model.adversarial_loss.name, model.d_steps, model.latent_dim) == (
+            loss,
+            d_steps,
+            latent_dim,
+        )
+        for optimizer, (lr, betas) in zip(
+            model.configure_optimizers(), (g_opt, d_opt), strict=True
+        ):
+            group = optimizer.param_groups[0]
+            assert group["lr"] == lr, name
+            if betas is None:
+                assert isinstance(optimizer, torch.optim.RMSprop)
+            else:
+                assert tuple(group["betas"]) == betas
+    assert build("wgan").clip == 0.01
+    assert build("wgan_gp").gp_weight == 10.0
+
+
+def test_every_gan_config_documents_the_ddp_strategy() -> None:
+    # Each backward pass leaves one network without gradients, which plain DDP refuses.
+    for name in GANS:
+        text = (Path(CONFIG_DIR) / "model" / f"{name}.yaml").read_text()
+        assert "trainer.strategy=ddp_find_unused_parameters_true" in text, name
+
+
 def test_dcgan_layers_and_initialisation() -> None:
-    model = DCGAN(width=32)
+    model = build("dcgan", "model.generator.width=32", "model.discriminator.width=32")
     g_layers = [type(m) for m in model.generator.net]
     assert g_layers[-1] is nn.Tanh and nn.ReLU in g_layers and nn.BatchNorm2d in g_layers
     d_layers = list(model.discriminator.net)
@@ -176,16 +392,25 @@ def test_dcgan_layers_and_initialisation() -> None:
     )
     assert weights.mean().abs() < 2e-3
     assert weights.std() == pytest.approx(0.02, rel=0.05)
+    # init: default keeps PyTorch's initialisation, much wider for these layers.
+    default = ConvDiscriminator(channels=1, image_size=28, width=32, init="default")
+    assert default.net[0].weight.std() > 0.05
 
 
-def test_image_size_without_a_layout_is_a_clear_error() -> None:
+def test_bad_network_options_get_clear_errors() -> None:
     with pytest.raises(ConfigError, match="even data.image_size of at least 8"):
-        DCGAN(image_size=27)
+        ConvGenerator(latent_dim=8, channels=1, image_size=27)
+    with pytest.raises(ConfigError, match="norm 'group'.*batch, layer, none"):
+        ConvDiscriminator(channels=1, image_size=28, norm="group")
+    with pytest.raises(ConfigError, match="init 'xavier'.*dcgan, default"):
+        ConvGenerator(latent_dim=8, channels=1, image_size=28, init="xavier")
+    with pytest.raises(TypeError, match="keyword arguments only"):
+        SelfAttention(16)
 
 
 def test_self_attention_starts_as_identity_and_mixes_distant_pixels() -> None:
     torch.manual_seed(0)
-    block = SelfAttention(16)
+    block = SelfAttention(channels=16)
     x = torch.randn(2, 16, 5, 5)
     torch.testing.assert_close(block(x), x)
     with torch.no_grad():
@@ -211,7 +436,7 @@ def spectral_norms(module: nn.Module) -> list[float]:
 
 def test_spectral_norm_keeps_the_largest_singular_value_near_one() -> None:
     torch.manual_seed(0)
-    model = SAGAN(image_size=32, in_channels=3, width=16, latent_dim=32).train()
+    model = build("sagan", "data=cifar10", "model.latent_dim=32", *CONV_SMALL).train()
     # Each training-mode forward pass runs one more power iteration.
     with torch.no_grad():
         for _ in range(10):
@@ -221,17 +446,29 @@ def test_spectral_norm_keeps_the_largest_singular_value_near_one() -> None:
     assert len(g_norms) == 4 + 4 and len(d_norms) == 4 + 4
     assert all(s == pytest.approx(1.0, abs=0.05) for s in g_norms + d_norms), g_norms + d_norms
     attention = [m for m in model.modules() if isinstance(m, SelfAttention)]
-    assert len(attention) == 2 and all(float(a.gamma) == 0 for a in attention)
+    assert len(attention) == 2 and all(float(a.gamma.detach()) == 0 for a in attention)
 
 
 def test_wgan_gp_refuses_batch_norm_in_the_critic() -> None:
-    with pytest.raises(ConfigError, match="critic_norm=batch"):
-        WGANGP(critic_norm="batch")
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in WGANGP().discriminator.modules())
+    with pytest.raises(ConfigError, match="batch norm.*model.discriminator.norm=layer"):
+        build("wgan_gp", "model.discriminator.norm=batch")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in build("wgan_gp").discriminator.modules())
+
+
+def test_wgan_clips_the_critics_weights_after_each_step() -> None:
+    model = mlp_gan(WGAN, clip=0.01)
+    with torch.no_grad():
+        for p in model.discriminator.parameters():
+            p.normal_(0, 1)
+    model.after_discriminator_step()
+    weights = torch.cat([p.detach().flatten() for p in model.discriminator.parameters()])
+    assert float(weights.abs().max()) == pytest.approx(0.01)
+    # The generator is left alone.
+    assert max(float(p.detach().abs().max()) for p in model.generator.parameters()) > 0.01
 
 
 def test_conditional_gan_labels() -> None:
-    model = ConditionalGAN(latent_dim=8, g_hidden_dims=[16], d_hidden_dims=[16]).eval()
+    model = mlp_gan(ConditionalGAN, condition_dim=10).eval()
     grid = model.image_grids(torch.rand(4, 1, 28, 28))["val/samples"]
     assert len(grid) == 10 and all(row.shape == (8, 1, 28, 28) for row in grid)
     assert model.class_labels(12).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
@@ -247,24 +484,72 @@ def test_conditional_gan_labels() -> None:
 
 
 @pytest.mark.parametrize(
-    ("build", "match"),
+    ("build_model", "match"),
     [
-        (lambda: GAN(g_loss="wasserstein"), "model.g_loss"),
-        (lambda: GAN(d_steps=0), "at least 1"),
-        (lambda: DCGAN(latent_dim=0), "model.latent_dim"),
-        (lambda: WGAN(clip=0.0), "model.clip"),
-        (lambda: WGAN(n_critic=0), "at least 1"),
-        (lambda: SAGAN(grad_clip_norm=-1.0), "model.grad_clip_norm"),
-        (lambda: ConditionalGAN(num_classes=1), "model.num_classes"),
-        (lambda: DCGAN().configure_optimizers(), "model.optimizer_g is not an optimizer"),
+        (lambda: mlp_gan(loss="nonsaturating"), "model.loss='nonsaturating'"),
+        (lambda: mlp_gan(d_steps=0), "at least 1"),
+        (lambda: mlp_gan(latent_dim=0), "model.latent_dim"),
+        (lambda: mlp_gan(WGAN, clip=0.0), "model.clip"),
+        (lambda: mlp_gan(WGAN, d_steps=0), "at least 1"),
+        (lambda: mlp_gan(WGANGP, gp_weight=-1.0), "model.gp_weight"),
+        (lambda: mlp_gan(grad_clip_norm=-1.0), "model.grad_clip_norm"),
+        (lambda: mlp_gan(ConditionalGAN, condition_dim=1, num_classes=1), "model.num_classes"),
+        # Unconditioned networks in a conditional GAN.
+        (lambda: mlp_gan(ConditionalGAN), "condition_dim"),
+        (lambda: build("gan", "model.generator.latent_dim=50"), "model.generator.latent_dim"),
+        (lambda: build("gan", "model.discriminator.dropout=1.0"), "model.discriminator.dropout"),
+        (lambda: mlp_gan().configure_optimizers(), "model.optimizer_g"),
+        (lambda: mlp_gan(optimizer_g=ADAM).configure_optimizers(), "model.optimizer_d"),
     ],
 )
-def test_bad_options_get_clear_errors(build, match: str) -> None:
+def test_bad_options_get_clear_errors(build_model, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        build()
+        build_model()
+
+
+def test_a_model_built_in_python_rebuilds_from_its_own_config() -> None:
+    for model in (
+        mlp_gan(loss="hinge", d_steps=2),
+        mlp_gan(ConditionalGAN, condition_dim=10),
+        mlp_gan(WGAN, clip=0.05),
+        mlp_gan(WGANGP, gp_weight=5.0),
+    ):
+        config = model.model_config()
+        rebuilt = instantiate(config)
+        assert type(rebuilt) is type(model)
+        assert dict(rebuilt.hparams) == dict(model.hparams)
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
 
 
 # Training
+
+
+def test_a_config_with_a_swapped_network_trains(workdir: Path) -> None:
+    # gan's fully connected D replaced by a convolutional one, in the config alone.
+    cfg = model_config("gan", *MLP_SMALL, "model.latent_dim=8")
+    cfg.discriminator = OmegaConf.create(
+        {
+            "_target_": "genlab.nn.gan.ConvDiscriminator",
+            "channels": "${..in_channels}",
+            "image_size": "${..image_size}",
+            "width": 8,
+        }
+    )
+    model = instantiate(cfg)
+    assert isinstance(model.discriminator, ConvDiscriminator)
+    fit(model, workdir, 2)
+    assert (model.d_updates, model.g_updates) == (2, 2)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("loss", ["least_squares", "hinge", "minimax"])
+def test_dcgan_trains_with_another_loss(loss: str, workdir: Path) -> None:
+    model = build("dcgan", f"model.loss={loss}", "model.latent_dim=8", *CONV_SMALL)
+    assert model.adversarial_loss.name == loss
+    fit(model, workdir, 2)
+    assert (model.d_updates, model.g_updates) == (2, 2)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 class ParameterSnapshot(pl.Callback):
@@ -302,6 +587,8 @@ def test_every_gan_trains_both_networks(name: str, workdir: Path, tmp_path: Path
     assert model.d_updates == 5
     assert model.g_updates == (1 if name.startswith("wgan") else 5)
     assert {"val/d_real", "val/d_fake", "test/d_real", "test/d_fake"} <= set(metrics)
+    if name == "wgan_gp":
+        assert "train/gp" in metrics
     assert (tmp_path / "images" / "val_samples_epoch000.png").is_file()
     # No meaningful validation loss: the checkpoint callback keeps the latest epoch only.
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
@@ -312,24 +599,10 @@ def test_every_gan_trains_both_networks(name: str, workdir: Path, tmp_path: Path
 
 @pytest.mark.parametrize(("model", "k", "batches"), [(GAN, 3, 7), (WGAN, 5, 10)])
 def test_discriminator_steps_per_generator_step(
-    model: type, k: int, batches: int, workdir: Path
+    model: type[GAN], k: int, batches: int, workdir: Path
 ) -> None:
-    import functools
-
-    adam = functools.partial(torch.optim.Adam, lr=1e-4)
-    option = {"d_steps": k} if model is GAN else {"n_critic": k}
-    gan = model(latent_dim=8, optimizer_g=adam, optimizer_d=adam, **option)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=batches,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    data = ImageDataModule(dataset="mnist", root=str(workdir / "mnist"), batch_size=8)
-    trainer.fit(gan, datamodule=data)
+    gan = mlp_gan(model, d_steps=k, optimizer_g=ADAM, optimizer_d=ADAM)
+    trainer = fit(gan, workdir, batches)
     g_steps = batches // k
     assert (gan.d_updates, gan.g_updates) == (batches, g_steps)
     # Every optimizer.step() counts as a Lightning step, of either network.
@@ -339,15 +612,27 @@ def test_discriminator_steps_per_generator_step(
     assert {float(s["step"]) for s in opt_d.state.values()} == {batches}
 
 
+def test_checkpoints_keep_the_update_counters(workdir: Path, tmp_path: Path) -> None:
+    gan = mlp_gan(d_steps=2, optimizer_g=ADAM, optimizer_d=ADAM)
+    trainer = fit(gan, workdir, 5)
+    trainer.save_checkpoint(tmp_path / "gan.ckpt")
+    checkpoint = torch.load(tmp_path / "gan.ckpt", weights_only=True)
+    assert checkpoint["gan_updates"] == {"d": 5, "g": 2}
+    # The base's entries are there too: the version and the config the model rebuilds from.
+    assert "genlab_version" in checkpoint
+    assert checkpoint["genlab_config"]["model"]["d_steps"] == 2
+    fresh = mlp_gan(d_steps=2)
+    fresh.on_load_checkpoint(checkpoint)
+    assert (fresh.d_updates, fresh.g_updates) == (5, 2)
+
+
 # `genlab train`, `sample` and `interpolate` end to end
 
 
 @pytest.fixture(scope="module")
 def dcgan_run(workdir: Path) -> Path:
     # 5 batches of 16 a epoch, and a G step every 2nd batch: steps 2 and 4.
-    return cli_train(
-        workdir, "model=dcgan", "model.width=16", "model.d_steps=2", "data.batch_size=16"
-    )
+    return cli_train(workdir, "model=dcgan", *CONV_SMALL, "model.d_steps=2", "data.batch_size=16")
 
 
 @pytest.fixture(scope="module")
@@ -380,7 +665,7 @@ def test_resume_restores_both_optimizers_and_the_step_rhythm(
     resumed = cli_train(
         workdir,
         "model=dcgan",
-        "model.width=16",
+        *CONV_SMALL,
         "model.d_steps=2",
         "data.batch_size=16",
         "trainer.max_epochs=2",
@@ -407,16 +692,13 @@ def test_sample_one_class_from_a_conditional_gan(workdir: Path, cgan_ckpt: Path)
 
 
 def compose_sample(workdir: Path, ckpt: Path, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(
-            "sample",
-            overrides=[
-                f"ckpt={ckpt}",
-                f"paths.root_dir={workdir}",
-                f"paths.output_dir={workdir / 'outputs' / 'sample_in_process'}",
-                *overrides,
-            ],
-        )
+    return compose_config(
+        "sample",
+        f"ckpt={ckpt}",
+        f"paths.root_dir={workdir}",
+        f"paths.output_dir={workdir / 'outputs' / 'sample_in_process'}",
+        *overrides,
+    )
 
 
 @pytest.mark.slow
@@ -458,5 +740,6 @@ def test_interpolate_between_images_needs_an_encoder(workdir: Path, dcgan_run: P
         "interpolate", f"ckpt={dcgan_run / 'checkpoints' / 'last.ckpt'}", "source=data", cwd=workdir
     )
     assert result.returncode == 1
-    assert "a DCGAN checkpoint cannot encode images" in result.stderr
+    # dcgan is a config of the GAN class.
+    assert "a GAN checkpoint cannot encode images" in result.stderr
     assert "Traceback" not in result.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import digit_like_images
+from conftest import digit_like_images, mlp_autoencoder, mlp_vae
 from scipy.linalg import sqrtm
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
@@ -34,7 +34,7 @@ from genlab.metrics import (
 )
 from genlab.metrics.inception import inception_weights
 from genlab.metrics.probe import labelled_subset
-from genlab.models import Autoencoder, Classifier, VariationalAutoencoder
+from genlab.models import Classifier, VariationalAutoencoder
 
 
 def gaussian(n: int, *, dim: int = 8, shift: float = 0.0, seed: int = 0) -> torch.Tensor:
@@ -151,13 +151,19 @@ def test_stray_samples_do_not_count_as_covered() -> None:
 
 def save_classifier(classifier: Classifier, path: Path) -> Path:
     """The parts of a `genlab train model=classifier` checkpoint that loading reads."""
-    config = {"model": {"_target_": "genlab.models.Classifier", **dict(classifier.hparams)}}
-    torch.save({"state_dict": classifier.state_dict(), "genlab_config": config}, path)
+    import genlab
+
+    checkpoint = {
+        "state_dict": classifier.state_dict(),
+        "genlab_config": {"model": classifier.model_config()},
+        "genlab_version": genlab.__version__,
+    }
+    torch.save(checkpoint, path)
     return path
 
 
 def tiny_vae() -> VariationalAutoencoder:
-    return VariationalAutoencoder(
+    return mlp_vae(
         hidden_dims=[32],
         latent_dim=4,
         optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
@@ -189,16 +195,22 @@ def test_coverage_callback_refuses_models_without_a_prior(tmp_path: Path) -> Non
     ckpt = save_classifier(constant_classifier(0), tmp_path / "classifier.ckpt")
     loader = DataLoader(TensorDataset(torch.rand(8, 1, 28, 28), torch.zeros(8)), batch_size=8)
     trainer = pl.Trainer(max_epochs=1, callbacks=[ClassCoverageCallback(str(ckpt))], logger=False)
-    model = Autoencoder(optimizer=lambda params: torch.optim.Adam(params))
-    with pytest.raises(CheckpointError, match="no prior to sample from"):
+    model = mlp_autoencoder(optimizer=lambda params: torch.optim.Adam(params))
+    with pytest.raises(CheckpointError, match="does not declare HasPrior"):
         trainer.fit(model, train_dataloaders=loader)
 
 
 def test_coverage_callback_needs_a_classifier_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "ae.ckpt"
-    model = Autoencoder()
-    config = {"model": {"_target_": "genlab.models.Autoencoder", **dict(model.hparams)}}
-    torch.save({"state_dict": model.state_dict(), "genlab_config": config}, path)
+    import genlab
+
+    model = mlp_autoencoder()
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "genlab_config": {"model": model.model_config()},
+        "genlab_version": genlab.__version__,
+    }
+    torch.save(checkpoint, path)
     with pytest.raises(CheckpointError, match="not a classifier"):
         ClassCoverageCallback(str(path))
 
@@ -260,7 +272,7 @@ def test_the_bounds_are_chunked_without_changing_them(trained_vae) -> None:
 
 def test_gaussian_likelihood_bounds_are_ordered() -> None:
     torch.manual_seed(0)
-    model = VariationalAutoencoder(hidden_dims=[32], latent_dim=4, likelihood="gaussian").eval()
+    model = mlp_vae(hidden_dims=[32], latent_dim=4, likelihood="gaussian").eval()
     images = torch.rand(64, 1, 28, 28)
     elbo, bound = likelihood_bounds(model, images, k=50, generator=torch.Generator())
     assert torch.isfinite(bound).all()
@@ -268,8 +280,8 @@ def test_gaussian_likelihood_bounds_are_ordered() -> None:
 
 
 def test_likelihood_needs_a_variational_model() -> None:
-    with pytest.raises(CheckpointError, match="no ELBO or likelihood"):
-        likelihood_bounds(Autoencoder(), torch.rand(2, 1, 28, 28), k=2)
+    with pytest.raises(CheckpointError, match="ELBO or likelihood.*declare Variational"):
+        likelihood_bounds(mlp_autoencoder(), torch.rand(2, 1, 28, 28), k=2)
 
 
 # AUROC and ROC curve

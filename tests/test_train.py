@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import FAST, run_genlab
+from conftest import FAST, mlp_autoencoder, run_genlab
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genlab.callbacks import NonFiniteLossGuard
@@ -162,7 +162,9 @@ class NaNAfter(Autoencoder):
 def test_non_finite_loss_stops_with_good_checkpoint(tiny_mnist: Path, tmp_path: Path) -> None:
     import functools
 
-    model = NaNAfter(bad_step=4, optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    model = mlp_autoencoder(
+        NaNAfter, bad_step=4, optimizer=functools.partial(torch.optim.Adam, lr=1e-3)
+    )
     checkpoints = pl.callbacks.ModelCheckpoint(
         dirpath=tmp_path, save_last=True, every_n_train_steps=1
     )

@@ -9,22 +9,61 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, run_genlab
+from conftest import FAST, mlp_vae, run_genlab
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.distributions import Bernoulli, Normal
 
+from genlab.commands.common import CONFIG_DIR
 from genlab.errors import ConfigError
-from genlab.models import ConvVariationalAutoencoder, VariationalAutoencoder
-from genlab.models.vae import kl_divergence
+from genlab.models.base import GenlabModule
+from genlab.models.capabilities import HasPrior, Variational
+from genlab.models.vae import (
+    ConvVariationalAutoencoder,
+    VAEBase,
+    VariationalAutoencoder,
+    kl_divergence,
+)
+from genlab.nn.conv import KerasConvDecoder
+from genlab.nn.gaussian import ConvGaussianEncoder
+from genlab.nn.mlp import MLPDecoder, MLPEncoder
 
 ADAM = functools.partial(torch.optim.Adam, lr=3e-3)
 
+
+def conv_vae(
+    *, in_channels: int = 1, image_size: int = 28, latent_dim: int = 16, **options
+) -> ConvVariationalAutoencoder:
+    """A ConvVariationalAutoencoder with the networks of configs/model/conv_vae.yaml."""
+    shape = {"in_channels": in_channels, "image_size": image_size}
+    return ConvVariationalAutoencoder(
+        encoder=ConvGaussianEncoder(**shape, latent_dim=latent_dim),
+        decoder=KerasConvDecoder(
+            out_channels=in_channels, image_size=image_size, latent_dim=latent_dim
+        ),
+        **shape,
+        latent_dim=latent_dim,
+        **options,
+    )
+
+
+def from_config(name: str, *overrides: str) -> VAEBase:
+    """The model configs/model/NAME.yaml builds for MNIST-shaped data."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={name}", "data=mnist", *overrides])
+    return instantiate(cfg.model)
+
+
 MODELS = {
-    "vae": lambda: VariationalAutoencoder(hidden_dims=[64, 32], latent_dim=8, optimizer=ADAM),
-    "vae_no_hidden": lambda: VariationalAutoencoder(hidden_dims=[], latent_dim=4, optimizer=ADAM),
-    "conv_vae": lambda: ConvVariationalAutoencoder(latent_dim=8, optimizer=ADAM),
-    "vae_gaussian_learned": lambda: VariationalAutoencoder(
+    "vae": lambda: mlp_vae(hidden_dims=[64, 32], latent_dim=8, optimizer=ADAM),
+    "vae_no_hidden": lambda: mlp_vae(hidden_dims=[], latent_dim=4, optimizer=ADAM),
+    "conv_vae": lambda: conv_vae(latent_dim=8, optimizer=ADAM),
+    "vae_gaussian_learned": lambda: mlp_vae(
         hidden_dims=[64], latent_dim=8, likelihood="gaussian", learn_variance=True, optimizer=ADAM
+    ),
+    "vae_from_config": lambda: from_config(
+        "vae", "model.encoder.hidden_dims=[64,32]", "model.latent_dim=8", "optimizer.lr=3e-3"
     ),
 }
 
@@ -47,7 +86,7 @@ def test_shapes(name: str, images: torch.Tensor) -> None:
     assert model.decode(mu).shape == images.shape
     assert model.score(images).shape == (16,)
     assert model.negative_elbo(images, num_samples=2).shape == (16,)
-    assert model.has_prior
+    assert isinstance(model, HasPrior) and isinstance(model, Variational)
 
     model.eval()
     # The mean code: reconstructions do not depend on the random state.
@@ -66,25 +105,71 @@ def test_shapes(name: str, images: torch.Tensor) -> None:
     torch.testing.assert_close(samples, model.decode(first))
 
 
+# Trainable parameters of each config's defaults on MNIST: the architectures of genlab 0.1.
+CONFIG_PARAMETERS = {"vae": 1_079_600, "conv_vae": 131_618}
+
+
+@pytest.mark.parametrize("name", CONFIG_PARAMETERS)
+def test_configs_keep_their_architectures(name: str) -> None:
+    model = from_config(name)
+    assert sum(p.numel() for p in model.trainable_parameters()) == CONFIG_PARAMETERS[name]
+
+
 def test_conv_vae_encoder_is_the_keras_convolutions() -> None:
-    model = ConvVariationalAutoencoder(latent_dim=10)
-    convs = [layer for layer in model.encoder if isinstance(layer, torch.nn.Conv2d)]
+    model = conv_vae(latent_dim=10)
+    body = model.encoder.body
+    convs = [layer for layer in body if isinstance(layer, torch.nn.Conv2d)]
     assert [conv.out_channels for conv in convs] == [32, 64, 64]
-    assert isinstance(model.encoder[-1], torch.nn.Flatten)
-    assert model.mu_head.in_features == model.logvar_head.in_features == 64 * 3 * 3
-    assert model.encoder(torch.zeros(2, 1, 28, 28)).shape == (2, 576)
+    assert isinstance(body[-1], torch.nn.Flatten)
+    assert model.encoder.mu.in_features == model.encoder.logvar.in_features == 64 * 3 * 3
+    assert body(torch.zeros(2, 1, 28, 28)).shape == (2, 576)
 
 
 def test_conv_vae_handles_32_pixel_rgb() -> None:
-    model = ConvVariationalAutoencoder(in_channels=3, image_size=32, latent_dim=10)
+    model = conv_vae(in_channels=3, image_size=32, latent_dim=10)
     x = torch.rand(2, 3, 32, 32)
     assert model.encode(x).shape == (2, 10)
     assert model.reconstruct(x).shape == x.shape
     assert model.sample(3).shape == (3, 3, 32, 32)
 
 
+@pytest.mark.parametrize(
+    "build",
+    [
+        MODELS["vae_gaussian_learned"],
+        lambda: mlp_vae(likelihood="gaussian", sigma=0.3),
+        MODELS["conv_vae"],
+    ],
+)
+def test_recorded_config_rebuilds_the_model(build, images: torch.Tensor) -> None:
+    """What a checkpoint of a model trained from Python stores: its hyperparameters and its
+    networks' build configs, enough to rebuild it and load its weights."""
+    model = build()
+    rebuilt = instantiate(model.model_config(), _convert_="all")
+    assert type(rebuilt) is type(model)
+    rebuilt.load_state_dict(model.state_dict())
+    for built in (model, rebuilt):
+        built.eval()
+    torch.testing.assert_close(rebuilt.score(images), model.score(images))
+    torch.testing.assert_close(rebuilt.fixed_z, model.fixed_z)
+    if model.likelihood == "gaussian":
+        torch.testing.assert_close(rebuilt.output_logvar, model.output_logvar)
+
+
+def test_encoder_must_give_mean_and_log_variance(images: torch.Tensor) -> None:
+    model = VariationalAutoencoder(
+        encoder=MLPEncoder(in_channels=1, image_size=28, latent_dim=4),
+        decoder=MLPDecoder(out_channels=1, image_size=28, latent_dim=4),
+        in_channels=1,
+        image_size=28,
+        latent_dim=4,
+    )
+    with pytest.raises(ConfigError, match=r"pair \(mu, logvar\).*genlab.nn.gaussian"):
+        model.loss_terms(images)
+
+
 def test_reparameterize_draws_from_q() -> None:
-    model = VariationalAutoencoder(latent_dim=2)
+    model = mlp_vae(latent_dim=2)
     mu = torch.tensor([[1.0, -2.0]]).expand(100_000, 2)
     logvar = torch.tensor([[0.0, math.log(0.25)]]).expand(100_000, 2)
     z = model.reparameterize(mu, logvar, torch.Generator().manual_seed(0))
@@ -124,7 +209,7 @@ def test_kl_is_zero_for_the_prior_and_not_the_slide_formula() -> None:
 
 
 def test_bernoulli_recon_is_the_negative_log_likelihood() -> None:
-    model = VariationalAutoencoder(latent_dim=4)
+    model = mlp_vae(latent_dim=4)
     generator = torch.Generator().manual_seed(0)
     logits = 3 * torch.randn(4, 1, 28, 28, generator=generator)
     x = (torch.rand(4, 1, 28, 28, generator=generator) > 0.5).float()
@@ -134,7 +219,7 @@ def test_bernoulli_recon_is_the_negative_log_likelihood() -> None:
 
 @pytest.mark.parametrize("learn_variance", [False, True])
 def test_gaussian_recon_is_the_negative_log_likelihood(learn_variance: bool) -> None:
-    model = VariationalAutoencoder(
+    model = mlp_vae(
         in_channels=3,
         image_size=8,
         latent_dim=4,
@@ -155,8 +240,8 @@ def test_gaussian_recon_is_the_negative_log_likelihood(learn_variance: bool) -> 
 
 
 def test_gaussian_variance_is_a_parameter_only_when_learned() -> None:
-    fixed = VariationalAutoencoder(likelihood="gaussian", sigma=0.1)
-    learned = VariationalAutoencoder(likelihood="gaussian", sigma=0.1, learn_variance=True)
+    fixed = mlp_vae(likelihood="gaussian", sigma=0.1)
+    learned = mlp_vae(likelihood="gaussian", sigma=0.1, learn_variance=True)
     assert "output_logvar" not in dict(fixed.named_parameters())
     assert "output_logvar" in dict(learned.named_parameters())
     for model in (fixed, learned):
@@ -170,7 +255,7 @@ class AtStep(VariationalAutoencoder):
 
 
 def test_elbo_and_loss_are_recon_and_kl(images: torch.Tensor) -> None:
-    model = VariationalAutoencoder(hidden_dims=[32], latent_dim=6, beta=2.5)
+    model = mlp_vae(hidden_dims=[32], latent_dim=6, beta=2.5)
     torch.manual_seed(1)
     terms = model.loss_terms(images)
     torch.testing.assert_close(terms["elbo"], -(terms["recon"] + terms["kl"]))
@@ -189,9 +274,9 @@ def test_elbo_and_loss_are_recon_and_kl(images: torch.Tensor) -> None:
 
 
 def test_kl_warmup_ramps_the_training_weight_only(images: torch.Tensor) -> None:
-    model = AtStep(hidden_dims=[32], latent_dim=6, beta=2.0, kl_warmup_steps=100)
+    model = mlp_vae(AtStep, hidden_dims=[32], latent_dim=6, beta=2.0, kl_warmup_steps=100)
     assert [model.kl_weight(s) for s in (0, 25, 50, 100, 1000)] == [0.0, 0.5, 1.0, 2.0, 2.0]
-    assert VariationalAutoencoder(beta=3.0).kl_weight(0) == 3.0
+    assert mlp_vae(beta=3.0).kl_weight(0) == 3.0
 
     for step, weight in ((0, 0.0), (50, 1.0), (200, 2.0)):
         model.global_step = step
@@ -204,7 +289,7 @@ def test_kl_warmup_ramps_the_training_weight_only(images: torch.Tensor) -> None:
         torch.testing.assert_close(terms["loss"], terms["recon"] + 2.0 * terms["kl"])
 
 
-@pytest.mark.parametrize("name", ["vae", "conv_vae", "vae_gaussian_learned"])
+@pytest.mark.parametrize("name", ["vae", "conv_vae", "vae_gaussian_learned", "vae_from_config"])
 def test_loss_falls(name: str, images: torch.Tensor) -> None:
     torch.manual_seed(0)
     model = MODELS[name]()
@@ -258,9 +343,10 @@ def test_image_grids(name: str, images: torch.Tensor) -> None:
 
 def test_fixed_z_ignores_the_global_seed() -> None:
     torch.manual_seed(1)
-    first = VariationalAutoencoder().fixed_z
+    first = mlp_vae().fixed_z
     torch.manual_seed(2)
-    torch.testing.assert_close(VariationalAutoencoder().fixed_z, first)
+    torch.testing.assert_close(mlp_vae().fixed_z, first)
+    assert first.shape == (GenlabModule.NUM_FIXED_SAMPLES, 16)
 
 
 def test_interpolation_needs_two_images(images: torch.Tensor) -> None:
@@ -272,17 +358,17 @@ def test_interpolation_needs_two_images(images: torch.Tensor) -> None:
 @pytest.mark.parametrize(
     ("build", "match"),
     [
-        (lambda: VariationalAutoencoder(likelihood="poisson"), "model.likelihood"),
-        (lambda: VariationalAutoencoder(latent_dim=0), "model.latent_dim"),
-        (lambda: VariationalAutoencoder(beta=-1.0), "model.beta"),
-        (lambda: VariationalAutoencoder(kl_warmup_steps=-5), "model.kl_warmup_steps"),
-        (lambda: VariationalAutoencoder(likelihood="gaussian", sigma=0.0), "model.sigma"),
-        (lambda: VariationalAutoencoder(learn_variance=True), "model.likelihood=gaussian"),
-        (lambda: VariationalAutoencoder(activation="swish"), "unknown activation"),
-        (lambda: ConvVariationalAutoencoder(likelihood="laplace"), "model.likelihood"),
-        (lambda: ConvVariationalAutoencoder(image_size=30), "divisible by 4"),
+        (lambda: mlp_vae(likelihood="poisson"), "model.likelihood"),
+        (lambda: mlp_vae(latent_dim=0), "model.latent_dim"),
+        (lambda: mlp_vae(beta=-1.0), "model.beta"),
+        (lambda: mlp_vae(kl_warmup_steps=-5), "model.kl_warmup_steps"),
+        (lambda: mlp_vae(likelihood="gaussian", sigma=0.0), "model.sigma"),
+        (lambda: mlp_vae(learn_variance=True), "model.likelihood=gaussian"),
+        (lambda: mlp_vae(activation="swish"), "unknown activation"),
+        (lambda: conv_vae(likelihood="laplace"), "model.likelihood"),
+        (lambda: conv_vae(image_size=30), "divisible by 4"),
         (
-            lambda: VariationalAutoencoder().negative_elbo(torch.rand(1, 1, 28, 28), num_samples=0),
+            lambda: mlp_vae().negative_elbo(torch.rand(1, 1, 28, 28), num_samples=0),
             "num_samples",
         ),
     ],
@@ -320,5 +406,9 @@ def test_genlab_train_end_to_end(model: str, cls: type, tiny_mnist: Path, tmp_pa
     assert {"val/samples", "val/interpolation"} <= set(events.Tags()["images"])
 
     # The checkpoint rebuilds the model, the fixed sampling codes included.
-    restored = cls.load_from_checkpoint(run / "checkpoints" / "last.ckpt", weights_only=True)
-    torch.testing.assert_close(restored.fixed_z, cls().fixed_z)
+    import genlab
+
+    restored = genlab.load(run / "checkpoints" / "last.ckpt")
+    assert type(restored) is cls
+    expected = torch.randn(64, restored.latent_dim, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(restored.fixed_z, expected)

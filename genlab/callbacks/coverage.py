@@ -19,7 +19,8 @@ import torch
 from genlab.errors import ConfigError
 from genlab.metrics.coverage import class_histogram, coverage_summary
 from genlab.metrics.features import check_image_shape, load_classifier
-from genlab.metrics.samples import generate, require_prior
+from genlab.metrics.samples import generate
+from genlab.models.capabilities import HasPrior, require
 
 
 class ClassCoverageCallback(pl.Callback):
@@ -50,7 +51,7 @@ class ClassCoverageCallback(pl.Callback):
         self.seed = seed
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        require_prior(pl_module, why="have the class coverage of its samples measured")
+        require(pl_module, HasPrior, to="have the class coverage of its samples measured")
         check_image_shape(
             self.classifier, pl_module.image_shape, what=f"the {type(pl_module).__name__}"
         )

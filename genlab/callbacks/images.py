@@ -1,4 +1,4 @@
-"""Every validation epoch: the model's image grids (``model.image_grids`` of a fixed
+"""Every validation epoch: a genlab model's image grids (``model.image_grids`` of a fixed
 validation batch: reconstructions, samples, ...) to TensorBoard and as PNGs in the run
 directory."""
 
@@ -11,6 +11,8 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from genlab.data.protocols import SplitImages
+from genlab.models.base import GenlabModule
 from genlab.viz import rows_grid, save_png
 
 
@@ -30,16 +32,15 @@ class ImageGridCallback(pl.Callback):
     def _fixed_batch(self, trainer: pl.Trainer) -> torch.Tensor | None:
         if self._batch is None:
             datamodule = trainer.datamodule
-            splits = getattr(datamodule, "splits", None)
-            if not splits or "val" not in splits:
+            if not isinstance(datamodule, SplitImages) or "val" not in datamodule.splits:
                 return None
-            val = splits["val"]
+            val = datamodule.splits["val"]
             self._batch, _ = val[torch.arange(min(self.num_images, len(val)))]
         return self._batch
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not hasattr(pl_module, "image_grids"):
+        if trainer.sanity_checking or not isinstance(pl_module, GenlabModule):
             return
         batch = self._fixed_batch(trainer)
         if batch is None:

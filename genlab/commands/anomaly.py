@@ -11,8 +11,6 @@ separates them (ROC curve, AUROC). Writes ``scores.csv``, ``scores_by_class.png`
 from __future__ import annotations
 
 import csv
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from genlab.atomic import atomic_path, write_json
 from genlab.commands.common import CONFIG_DIR, run_command
 from genlab.errors import ConfigError
 
@@ -27,20 +26,11 @@ from genlab.errors import ConfigError
 def normal_classes(classes: Sequence[int | str] | None, class_names: list[str]) -> list[int]:
     """Indices of the classes the checkpoint trained on (given as indices or names); empty
     when it trained on all of them."""
+    from genlab.data.datamodule import class_indices
+
     if classes is None:
         return []
-    indices = []
-    for c in classes:
-        if isinstance(c, str) and c in class_names:
-            indices.append(class_names.index(c))
-        elif isinstance(c, int) and 0 <= c < len(class_names):
-            indices.append(c)
-        else:
-            raise ConfigError(
-                f"the checkpoint trained on class {c!r}, which this dataset does not have; "
-                f"its classes are {', '.join(class_names)}"
-            )
-    return sorted(set(indices))
+    return sorted(set(class_indices(classes, class_names, source="the checkpoint's data.classes")))
 
 
 def score_split(
@@ -50,8 +40,10 @@ def score_split(
     models that have one, ``neg_elbo``."""
     import torch
 
+    from genlab.models.capabilities import Variational
+
     generator = torch.Generator().manual_seed(seed)
-    with_elbo = callable(getattr(model, "negative_elbo", None))
+    with_elbo = isinstance(model, Variational)
     scores: dict[str, list] = {"score": [], "neg_elbo": []} if with_elbo else {"score": []}
     with torch.inference_mode():
         for start in range(0, len(dataset), batch_size):
@@ -65,13 +57,11 @@ def score_split(
 
 
 def write_csv(path: Path, labels: Any, scores: dict[str, Any]) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["index", "label", *scores])
         for i, label in enumerate(labels):
             writer.writerow([i, int(label), *(f"{values[i]:.8g}" for values in scores.values())])
-    os.replace(tmp, path)
     return path
 
 
@@ -82,6 +72,7 @@ def anomaly(cfg: DictConfig) -> dict[str, Any]:
     from genlab.commands import checkpointed
     from genlab.metrics.plots import roc_png, score_histogram_png
     from genlab.metrics.roc import auroc, roc_curve
+    from genlab.models.capabilities import ScoresAnomalies, require
 
     if cfg.elbo_samples < 1:
         raise ConfigError(f"elbo_samples must be at least 1 (got {cfg.elbo_samples})")
@@ -89,7 +80,7 @@ def anomaly(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"batch_size must be at least 1 (got {cfg.batch_size})")
     loaded = checkpointed.load(cfg)
     model = loaded.model
-    checkpointed.require(model, "score", "score images: it has no reconstruction error")
+    require(model, ScoresAnomalies, to="score images: it has no reconstruction error")
     # Dynamic binarisation draws from the global random stream: seeded, reruns agree.
     torch.manual_seed(cfg.seed)
     dm = checkpointed.unfiltered_datamodule(loaded, cfg.data)
@@ -150,10 +141,7 @@ def anomaly(cfg: DictConfig) -> dict[str, Any]:
             "genlab anomaly: no AUROC: the checkpoint trained on every class, so none is "
             "anomalous; train with data.classes=[...] to set the normal ones"
         )
-    json_path = out / "metrics.json"
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, json_path)
+    write_json(out / "metrics.json", metrics)
     print(f"genlab anomaly: {len(labels)} images scored in {csv_path}; histogram {histogram}")
     return metrics
 

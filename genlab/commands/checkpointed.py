@@ -1,9 +1,9 @@
 """What the commands that start from a checkpoint share: loading the model and its data,
-choosing the device, encoding a split, and writing results into the run directory."""
+choosing the device, encoding a split, drawing latents, and writing results into the run
+directory. Every check of what the model can do goes through its declared capabilities."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,10 +11,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.atomic import atomic_path
 from genlab.checkpoint import load_model
-from genlab.data import ImageDataModule
-from genlab.data.tensors import TensorImageDataset
+from genlab.data.protocols import SplitImages
 from genlab.errors import CheckpointError, ConfigError
+from genlab.models.capabilities import Conditional, Decodes, Encodes, HasPrior, require
 
 
 @dataclass
@@ -38,27 +39,89 @@ def device_for(name: str) -> torch.device:
 
 
 def load(cfg: DictConfig) -> Loaded:
-    model, run_config = load_model(cfg.ckpt)
+    trusted = OmegaConf.to_container(cfg.trusted_modules) if cfg.get("trusted_modules") else []
+    model, run_config = load_model(cfg.ckpt, trusted_modules=trusted)
     device = device_for(cfg.get("device", "cpu"))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     return Loaded(model.to(device), run_config, device, output_dir)
 
 
-def datamodule(loaded: Loaded, overrides: DictConfig | None) -> ImageDataModule:
-    """The checkpoint's data, with the command's non-null ``data.*`` values replacing its own,
-    set up and ready."""
-    data = OmegaConf.to_container(loaded.run_config.data)
-    data = {k: v for k, v in data.items() if not k.startswith("_")}
-    for key, value in (OmegaConf.to_container(overrides) if overrides else {}).items():
-        if value is not None:
-            data[key] = value
-    module = ImageDataModule(**data)
+def data_config(loaded: Loaded, overrides: DictConfig | None) -> dict[str, Any]:
+    """The data config a command uses. A data group chosen on the command line
+    (``data=mnist``, which brings its ``_target_``) replaces the checkpoint's; otherwise the
+    checkpoint's own data config, with each non-null ``data.*`` value of the command on top."""
+    given = OmegaConf.to_container(overrides, resolve=True) if overrides else {}
+    if given.get("_target_"):
+        return without_unknown_placeholders(given)
+    stored = loaded.run_config.get("data")
+    if stored is None:
+        raise CheckpointError(
+            "the checkpoint does not say what data it was trained on (its model was trained "
+            "outside genlab train with a data module that records no hyperparameters); name "
+            "the data on the command line, e.g. data=mnist data.root=DIR"
+        )
+    data = OmegaConf.to_container(stored, resolve=True)
+    data.update({k: v for k, v in given.items() if v is not None})
+    return data
+
+
+def without_unknown_placeholders(config: dict[str, Any]) -> dict[str, Any]:
+    """A chosen data group's config without the command's null placeholders (``data.root``,
+    ...) that its class does not take, so a user's own data module gets only its keys."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    parameters = inspect.signature(get_class(config["_target_"])).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return config
+    return {
+        k: v for k, v in config.items() if v is not None or k in parameters or k.startswith("_")
+    }
+
+
+def datamodule(loaded: Loaded, overrides: DictConfig | None) -> SplitImages:
+    """The data module of ``data_config``, instantiated from its ``_target_`` (genlab's or a
+    user's own), set up and ready."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    config = data_config(loaded, overrides)
+    try:
+        module = instantiate(config, _convert_="all")
+    except InstantiationException as exc:
+        if exc.__cause__ is not None and not isinstance(exc.__cause__, TypeError):
+            raise
+        raise ConfigError(
+            f"cannot build the data module {config.get('_target_')}: {exc.__cause__ or exc}; "
+            "check the data.* keys (a key the data module does not take is a typo or belongs "
+            "to another dataset)"
+        ) from None
     module.setup("test")
+    if not isinstance(module, SplitImages):
+        raise ConfigError(
+            f"the data module {type(module).__name__} does not provide `splits` and "
+            "`class_names` after setup, which the checkpoint commands read images from; see "
+            "genlab.data.protocols.SplitImages, or derive it from genlab.data.ImageDataModule"
+        )
     return module
 
 
-def split(dm: ImageDataModule, name: str) -> TensorImageDataset:
+def unfiltered_datamodule(loaded: Loaded, overrides: DictConfig | None) -> SplitImages:
+    """Like ``datamodule``, but with every class of the dataset even when the checkpoint was
+    trained on some (``data.classes``); a non-null ``data.classes`` in ``overrides`` still
+    applies. For commands that score images the model never saw, such as anomalies."""
+    from dataclasses import replace
+
+    data = loaded.run_config.get("data")
+    if data is None or "classes" not in data:
+        return datamodule(loaded, overrides)
+    everything = OmegaConf.merge(loaded.run_config, {"data": {"classes": None}})
+    return datamodule(replace(loaded, run_config=everything), overrides)
+
+
+def split(dm: SplitImages, name: str) -> Any:
     """A split by name; ``test`` falls back to ``val`` for datasets without a test split."""
     if name == "test" and "test" not in dm.splits:
         name = "val"
@@ -67,35 +130,68 @@ def split(dm: ImageDataModule, name: str) -> TensorImageDataset:
     return dm.splits[name]
 
 
-def require(model: torch.nn.Module, method: str, why: str) -> None:
-    if not callable(getattr(model, method, None)):
-        raise CheckpointError(f"a {type(model).__name__} checkpoint cannot {why}")
-
-
 @torch.no_grad()
 def encode(
     model: torch.nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 512
 ) -> torch.Tensor:
     """Codes [N, latent] of images [N, C, H, W] (the mean code for VAEs), in batches."""
-    require(model, "encode", "encode images")
+    require(model, Encodes, to="encode images")
     parts = [model.encode(chunk.to(device)).float().cpu() for chunk in images.split(batch_size)]
     return torch.cat(parts)
 
 
 def encode_split(
     model: torch.nn.Module,
-    dataset: TensorImageDataset,
+    dataset: Any,
     *,
     device: torch.device,
     batch_size: int = 512,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes [N, latent] and labels [N] of a whole split, converting images batch by batch."""
-    require(model, "encode", "encode images")
+    require(model, Encodes, to="encode images")
     codes = []
     for start in range(0, len(dataset), batch_size):
         x, _ = dataset[torch.arange(start, min(start + batch_size, len(dataset)))]
         codes.append(encode(model, x, device=device, batch_size=batch_size))
     return torch.cat(codes), dataset.labels.clone()
+
+
+class LatentSource:
+    """Where new codes come from: the model's own prior (``HasPrior``), or, for a model
+    that encodes and decodes but has no prior (a plain autoencoder), a full-covariance
+    Gaussian fitted to the codes of the training split. The lecture's point is that the
+    second looks worse: an autoencoder's codes need not fill that Gaussian."""
+
+    def __init__(self, loaded: Loaded, data_overrides: DictConfig | None, *, to: str) -> None:
+        model = loaded.model
+        self.model = model
+        self.fitted = None
+        if isinstance(model, HasPrior):
+            return
+        require(model, Decodes, to=to)
+        if not isinstance(model, Encodes):
+            raise CheckpointError(
+                f"a {type(model).__name__} checkpoint cannot {to}: it declares no prior "
+                "(HasPrior) and no encoder (Encodes) whose codes a prior could be fitted to"
+            )
+        from genlab.latent import GaussianCodeModel
+
+        dm = datamodule(loaded, data_overrides)
+        codes, _ = encode_split(model, dm.splits["train"], device=loaded.device)
+        self.fitted = GaussianCodeModel(codes)
+
+    @property
+    def description(self) -> str:
+        return "the model's prior" if self.fitted is None else "gaussian fitted to training codes"
+
+    def sample(
+        self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n codes [n, latent] on the CPU."""
+        if self.fitted is None:
+            z = self.model.sample_latent(n, temperature=temperature, generator=generator)
+            return z.cpu()
+        return self.fitted.sample(n, temperature=temperature, generator=generator)
 
 
 @torch.no_grad()
@@ -109,7 +205,9 @@ def decode(
 ) -> torch.Tensor:
     """Images [N, C, H, W] in [0, 1] of codes [N, latent], in batches; ``labels`` [N] are
     passed on to conditional models."""
-    require(model, "decode", "decode latent codes")
+    require(model, Decodes, to="decode latent codes")
+    if labels is not None:
+        require(model, Conditional, to="decode codes of a given class")
     parts = []
     for start in range(0, len(z), batch_size):
         chunk = z[start : start + batch_size].to(device)
@@ -123,18 +221,7 @@ def decode(
 
 
 def save_tensors(obj: dict[str, Any], path: Path) -> Path:
-    """torch.save through a temporary name, so an interrupted run leaves no partial file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save, whole or not at all."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return path
-
-
-def unfiltered_datamodule(loaded: Loaded, overrides: DictConfig | None) -> ImageDataModule:
-    """Like ``datamodule``, but with every class of the dataset even when the checkpoint was
-    trained on some (``data.classes``); a non-null ``data.classes`` in ``overrides`` still
-    applies. For commands that score images the model never saw, such as anomalies."""
-    from dataclasses import replace
-
-    everything = OmegaConf.merge(loaded.run_config, {"data": {"classes": None}})
-    return datamodule(replace(loaded, run_config=everything), overrides)

@@ -3,6 +3,7 @@ into a clear message and a non-zero exit instead of a traceback."""
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -15,7 +16,21 @@ from omegaconf.errors import MissingMandatoryValue
 
 from genlab.errors import GenlabError
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+
+def _config_dir() -> str:
+    """configs/ at the top of a source checkout (editable installs too), else the copy an
+    installed wheel ships as the package genlab.configs."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package.parent / "configs", package / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise RuntimeError(
+        f"genlab's configs are missing: neither {package.parent / 'configs'} nor "
+        f"{package / 'configs'} holds train.yaml; reinstall genlab"
+    )
+
+
+CONFIG_DIR = _config_dir()
 
 T = TypeVar("T")
 
@@ -39,6 +54,9 @@ def _user_error(exc: BaseException) -> BaseException | None:
 
 
 def run_command(command: Callable[[DictConfig], T], cfg: DictConfig) -> T:
+    # As `python -m` does: a user's own modules in the current folder are importable.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         return command(cfg)
     except (GenlabError, InstantiationException, MissingMandatoryValue) as exc:

@@ -12,6 +12,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from genlab.atomic import atomic_path
 from genlab.commands.common import CONFIG_DIR, run_command
 from genlab.errors import ConfigError
 
@@ -60,14 +61,15 @@ def embed(cfg: DictConfig) -> dict[str, Any]:
     points, axes = project(codes[shown], method=cfg.method, seed=cfg.seed)
 
     npz = loaded.output_dir / "codes.npz"
-    np.savez(
-        npz,
-        codes=codes.numpy(),
-        labels=labels.numpy(),
-        shown=shown.numpy(),
-        projection=points.numpy(),
-        class_names=np.array(dm.class_names),
-    )
+    with atomic_path(npz) as tmp, tmp.open("wb") as f:
+        np.savez(
+            f,
+            codes=codes.numpy(),
+            labels=labels.numpy(),
+            shown=shown.numpy(),
+            projection=points.numpy(),
+            class_names=np.array(dm.class_names),
+        )
     png = scatter_png(
         points,
         labels[shown],

@@ -16,8 +16,6 @@ Writes ``metrics.json`` and TensorBoard scalars into the run directory and print
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from genlab.atomic import write_json
 from genlab.commands.common import CONFIG_DIR, run_command
 from genlab.errors import CheckpointError, ConfigError
 
@@ -51,12 +50,11 @@ def check_options(cfg: DictConfig) -> None:
 def check_requests(model: Any, cfg: DictConfig) -> None:
     """Refuse what this checkpoint cannot do before any work is done."""
     from genlab.metrics.likelihood import check_variational
-    from genlab.metrics.samples import require_prior
-    from genlab.models import Classifier
+    from genlab.models.capabilities import Classifies, Decodes, Encodes, ScoresAnomalies, require
 
     if cfg.k:
         check_variational(model)
-    measurable = callable(getattr(model, "score", None)) or isinstance(model, Classifier)
+    measurable = isinstance(model, ScoresAnomalies | Classifies)
     if not (measurable or cfg.features is not None or cfg.probe):
         raise CheckpointError(
             f"a {type(model).__name__} checkpoint has no reconstruction error or likelihood "
@@ -64,12 +62,9 @@ def check_requests(model: Any, cfg: DictConfig) -> None:
             "KID, precision/recall, class coverage)"
         )
     if cfg.features is not None:
-        require_prior(model, why=f"be evaluated with features={cfg.features}")
-    if cfg.probe and not callable(getattr(model, "encode", None)):
-        raise CheckpointError(
-            f"a {type(model).__name__} checkpoint has no codes to probe: probe=true needs a "
-            "model with an encoder"
-        )
+        require(model, Decodes, to=f"be evaluated with features={cfg.features}: it has no decoder")
+    if cfg.probe:
+        require(model, Encodes, to="have its codes probe=true'd: it has no encoder")
 
 
 def feature_extractor(cfg: DictConfig, *, device: Any) -> Any:
@@ -107,21 +102,26 @@ def accuracy_metrics(model: Any, dataset: Any, *, batch_size: int, prefix: str) 
     return {f"{prefix}/accuracy": float((predicted == labels).double().mean())}
 
 
-def reconstruction_metrics(model: Any, images: Iterator[Any], *, prefix: str) -> dict:
-    """The mean per-image reconstruction error, as ``score`` defines it for the model
-    (summed over pixels), and the mean squared error per pixel."""
+def score_metrics(model: Any, images: Iterator[Any], *, prefix: str) -> dict:
+    """The mean per-image score (for reconstruction models the reconstruction error, as
+    ``score`` defines it: summed over pixels)."""
     import torch
 
-    errors, squared = [], []
     with torch.inference_mode():
-        for x in images:
-            errors.append(model.score(x).double().cpu())
-            error = (model.reconstruct(x) - x).square().flatten(1).mean(dim=1)
-            squared.append(error.double().cpu())
-    return {
-        f"{prefix}/recon_error": float(torch.cat(errors).mean()),
-        f"{prefix}/mse_per_pixel": float(torch.cat(squared).mean()),
-    }
+        errors = [model.score(x).double().cpu() for x in images]
+    return {f"{prefix}/recon_error": float(torch.cat(errors).mean())}
+
+
+def reconstruction_metrics(model: Any, images: Iterator[Any], *, prefix: str) -> dict:
+    """The mean squared error per pixel of the reconstructions."""
+    import torch
+
+    with torch.inference_mode():
+        squared = [
+            (model.reconstruct(x) - x).square().flatten(1).mean(dim=1).double().cpu()
+            for x in images
+        ]
+    return {f"{prefix}/mse_per_pixel": float(torch.cat(squared).mean())}
 
 
 def likelihood_metrics(model: Any, images: Iterator[Any], *, k: int, seed: int, prefix: str):
@@ -198,10 +198,7 @@ def write_results(results: dict[str, Any], *, output_dir: Path, samples: Any | N
 
     from genlab.viz import make_grid
 
-    path = output_dir / "metrics.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
+    path = write_json(output_dir / "metrics.json", results)
     writer = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
     for name, value in results["metrics"].items():
         writer.add_scalar(name, value, global_step=0)
@@ -227,9 +224,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import torch
 
     from genlab.commands import checkpointed
-    from genlab.metrics.likelihood import is_variational
     from genlab.metrics.samples import generate
-    from genlab.models import Classifier
+    from genlab.models.capabilities import Classifies, Reconstructs, ScoresAnomalies, Variational
 
     check_options(cfg)
     loaded = checkpointed.load(cfg)
@@ -247,14 +243,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         return batches(test, batch_size=cfg.batch_size, device=device)
 
     metrics: dict[str, float] = {}
-    if isinstance(model, Classifier):
+    if isinstance(model, Classifies):
         metrics |= accuracy_metrics(model, test, batch_size=cfg.batch_size, prefix=prefix)
-    if callable(getattr(model, "score", None)):
+    if isinstance(model, ScoresAnomalies):
+        metrics |= score_metrics(model, images(), prefix=prefix)
+    if isinstance(model, Reconstructs):
         metrics |= reconstruction_metrics(model, images(), prefix=prefix)
-    k = cfg.k if cfg.k is not None else DEFAULT_K if is_variational(model) else 0
+    k = cfg.k if cfg.k is not None else DEFAULT_K if isinstance(model, Variational) else 0
     if k:
         metrics |= likelihood_metrics(model, images(), k=k, seed=cfg.seed, prefix=prefix)
-        if getattr(model, "likelihood", None) == "bernoulli" and not test.binarize:
+        if model.likelihood == "bernoulli" and not test.binarize:
             print(
                 "genlab evaluate: note: a Bernoulli likelihood of grey-level pixels is not a "
                 "probability of the images; the nats papers report need data.binarize=true "
@@ -264,7 +262,18 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if extractor is not None:
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(cfg.seed)
-        fake = generate(model, cfg.num_samples, generator=generator, batch_size=cfg.batch_size)
+        source = checkpointed.LatentSource(
+            loaded, cfg.data, to=f"be evaluated with features={cfg.features}"
+        )
+        if source.fitted is not None:
+            print(f"genlab evaluate: no prior of its own: samples decode a {source.description}")
+        fake = generate(
+            model,
+            cfg.num_samples,
+            generator=generator,
+            batch_size=cfg.batch_size,
+            latents=lambda k, gen: source.sample(k, generator=gen),
+        )
         # Samples are decoded means (grey levels), so they are compared with the images'
         # intensities even where training binarised them.
         real = test.images.float().div(255)

@@ -43,7 +43,8 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from genlab.commands import checkpointed
-    from genlab.latent import GaussianCodeModel, path_between
+    from genlab.latent import path_between
+    from genlab.models.capabilities import Encodes, require
     from genlab.viz import rows_grid, save_png
 
     if cfg.source not in SOURCES:
@@ -56,8 +57,10 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
 
     pairs: list[tuple[int, int]] = []
     if cfg.source == "data":
-        checkpointed.require(
-            model, "encode", "encode images; use source=prior to interpolate between random latents"
+        require(
+            model,
+            Encodes,
+            to="encode images; use source=prior to interpolate between random latents",
         )
         dataset = checkpointed.split(checkpointed.datamodule(loaded, cfg.data), cfg.split)
         pairs = pick_pairs(cfg, len(dataset))
@@ -65,15 +68,10 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
         images, _ = dataset[index]
         codes = checkpointed.encode(model, images, device=loaded.device)
         starts, stops = codes[0::2], codes[1::2]
-    elif getattr(model, "has_prior", False):
-        z = model.sample_latent(2 * cfg.num_pairs, generator=generator).cpu()
-        starts, stops = z[0::2], z[1::2]
     else:
-        dm = checkpointed.datamodule(loaded, cfg.data)
-        codes, _ = checkpointed.encode_split(model, dm.splits["train"], device=loaded.device)
-        z = GaussianCodeModel(codes).sample(2 * cfg.num_pairs, generator=generator)
+        source = checkpointed.LatentSource(loaded, cfg.data, to="interpolate between latents")
+        z = source.sample(2 * cfg.num_pairs, generator=generator)
         starts, stops = z[0::2], z[1::2]
-
     paths = torch.stack(
         [
             path_between(a, b, steps=cfg.steps, method=cfg.method)

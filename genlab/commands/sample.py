@@ -5,7 +5,7 @@ prior, so a full-covariance Gaussian is fitted to the codes of the training spli
 sampled instead: the lecture's point is that this looks worse than a VAE, because an
 autoencoder's codes need not fill that Gaussian. ``mode=manifold`` decodes a grid over
 [-extent, extent]² for models with 2-D latents (the lecture's manifold figure).
-Conditional models (``conditional = True``, e.g. the cgan) draw the class ``label``, or
+Conditional models (those declaring ``Conditional``, e.g. the cgan) draw the class ``label``, or
 cycle through their classes when it is null, one class per column.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from genlab.atomic import write_json
 from genlab.commands.common import CONFIG_DIR, run_command
 from genlab.errors import CheckpointError, ConfigError
 
@@ -28,7 +29,8 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from genlab.commands import checkpointed
-    from genlab.latent import GaussianCodeModel, manifold_grid
+    from genlab.latent import manifold_grid
+    from genlab.models.capabilities import Conditional, Decodes, require
     from genlab.viz import make_grid, save_png
 
     if cfg.mode not in MODES:
@@ -37,34 +39,30 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"n must be at least 1 (got {cfg.n})")
     loaded = checkpointed.load(cfg)
     model = loaded.model
-    conditional = getattr(model, "conditional", False)
+    require(model, Decodes, to="be sampled: it has no decoder")
+    conditional = isinstance(model, Conditional)
     if cfg.label is not None and not conditional:
         raise ConfigError(
             f"label={cfg.label} needs a conditional model (e.g. model=cgan); this "
             f"{type(model).__name__} is unconditional, drop the label"
         )
-    latent_dim = getattr(model, "latent_dim", None)
     generator = torch.Generator().manual_seed(cfg.seed)
     result: dict[str, Any] = {"mode": cfg.mode}
 
     if cfg.mode == "manifold":
-        if latent_dim != 2:
+        if model.latent_dim != 2:
             raise CheckpointError(
                 f"mode=manifold needs a model with a 2-D latent space; this "
-                f"{type(model).__name__} has latent_dim={latent_dim}. Train one with "
+                f"{type(model).__name__} has latent_dim={model.latent_dim}. Train one with "
                 "model.latent_dim=2, or use mode=prior"
             )
         z = manifold_grid(cfg.n, extent=cfg.extent)
         nrow = cfg.n
-    elif getattr(model, "has_prior", False):
-        z = model.sample_latent(cfg.n, temperature=cfg.temperature, generator=generator)
-        nrow = math.ceil(math.sqrt(cfg.n))
     else:
-        checkpointed.require(model, "encode", "be sampled: it has neither a prior nor codes")
-        dm = checkpointed.datamodule(loaded, cfg.data)
-        codes, _ = checkpointed.encode_split(model, dm.splits["train"], device=loaded.device)
-        z = GaussianCodeModel(codes).sample(cfg.n, temperature=cfg.temperature, generator=generator)
-        result["prior"] = "gaussian fitted to training codes"
+        source = checkpointed.LatentSource(loaded, cfg.data, to="be sampled")
+        z = source.sample(cfg.n, temperature=cfg.temperature, generator=generator)
+        if source.fitted is not None:
+            result["prior"] = source.description
         nrow = math.ceil(math.sqrt(cfg.n))
 
     saved = {"z": z.cpu()}
@@ -89,7 +87,6 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
 def classify(path: str, images: Any, loaded: Any) -> dict[str, float]:
     """Class shares of the samples by a classifier checkpoint, written to classes.json: a
     generator that covers few classes has collapsed onto a few modes."""
-    import json
 
     from genlab.metrics.coverage import class_histogram, coverage_summary
     from genlab.metrics.features import check_image_shape, load_classifier
@@ -99,7 +96,7 @@ def classify(path: str, images: Any, loaded: Any) -> dict[str, float]:
     counts = class_histogram(classifier, images, device=loaded.device)
     summary = coverage_summary(counts)
     report = {**summary, "counts": counts.tolist(), "classifier": str(path)}
-    (loaded.output_dir / "classes.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(loaded.output_dir / "classes.json", report)
     shares = ", ".join(f"{k}: {summary[f'class_{k}']:.2f}" for k in range(len(counts)))
     print(
         f"genlab sample: classes covered {summary['classes_covered']:.0f} of {len(counts)}, "

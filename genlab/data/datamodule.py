@@ -35,6 +35,22 @@ LOADERS: dict[str, Loader] = {
 }
 
 
+def class_indices(classes: Sequence[int | str], names: list[str], *, source: str) -> list[int]:
+    """The label indices of ``classes``, each given as an index or a class name."""
+    indices = []
+    for c in classes:
+        if isinstance(c, str) and c in names:
+            indices.append(names.index(c))
+        elif isinstance(c, int) and 0 <= c < len(names):
+            indices.append(c)
+        else:
+            raise ConfigError(
+                f"{source} has {c!r}, which is not a class of this dataset; its classes are "
+                f"0..{len(names) - 1}: {', '.join(names)}"
+            )
+    return indices
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Images in [0, 1] as float tensors [B, C, image_size, image_size] with int64 labels.
 
@@ -61,6 +77,8 @@ class ImageDataModule(pl.LightningDataModule):
         binarize: bool = False,
     ) -> None:
         super().__init__()
+        # Recorded in checkpoints, so a model trained from Python still names its data.
+        self.save_hyperparameters(logger=False)
         if dataset not in LOADERS:
             raise ConfigError(
                 f"unknown dataset {dataset!r}; choose one of {', '.join(LOADERS)} "
@@ -131,18 +149,7 @@ class ImageDataModule(pl.LightningDataModule):
     def _class_indices(self, names: list[str]) -> np.ndarray | None:
         if self.classes is None:
             return None
-        indices = []
-        for c in self.classes:
-            if isinstance(c, str) and c in names:
-                indices.append(names.index(c))
-            elif isinstance(c, int) and 0 <= c < len(names):
-                indices.append(c)
-            else:
-                raise ConfigError(
-                    f"data.classes has {c!r}, which is not a class of {self.dataset!r}; "
-                    f"its classes are 0..{len(names) - 1}: {', '.join(names)}"
-                )
-        return np.asarray(indices)
+        return np.asarray(class_indices(self.classes, names, source="data.classes"))
 
     def _prepare(
         self, images: readers.ImageSet, keep: np.ndarray | None

@@ -21,12 +21,14 @@ def load_classifier(path: str | Path, *, device: torch.device | None = None) -> 
     Any other checkpoint is refused: its model has no features to measure samples with.
     """
     from genlab.checkpoint import load_model
-    from genlab.models import Classifier
+    from genlab.models.capabilities import Classifies
 
     model, _ = load_model(path)
-    if not isinstance(model, Classifier):
+    if not isinstance(model, Classifies):
+        name = type(model).__name__
+        article = "an" if name[:1].lower() in "aeiou" else "a"
         raise CheckpointError(
-            f"{path} holds a {type(model).__name__}, not a classifier; features=PATH needs a "
+            f"{path} holds {article} {name}, not a classifier; features=PATH needs a "
             "checkpoint of `genlab train model=classifier` on the same kind of images"
         )
     return model.to(device or torch.device("cpu"))

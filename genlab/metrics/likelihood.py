@@ -16,24 +16,19 @@ import math
 import torch
 from torch import Tensor
 
-from genlab.errors import CheckpointError, ConfigError
+from genlab.errors import ConfigError
+from genlab.models.capabilities import Variational, require
 
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def is_variational(model: torch.nn.Module) -> bool:
-    """Whether the model has an encoder distribution q(z|x) and a decoder likelihood p(x|z)."""
-    needed = ("encode_distribution", "decode_logits", "reconstruction_nll")
-    return all(callable(getattr(model, name, None)) for name in needed)
-
-
 def check_variational(model: torch.nn.Module) -> None:
-    if not is_variational(model):
-        raise CheckpointError(
-            f"a {type(model).__name__} checkpoint has no ELBO or likelihood: it needs an "
-            "encoder distribution q(z|x) and a decoder likelihood p(x|z) (model=vae or "
-            "model=conv_vae)"
-        )
+    require(
+        model,
+        Variational,
+        to="be given an ELBO or likelihood: that needs an encoder distribution q(z|x) and a "
+        "decoder likelihood p(x|z) (model=vae or model=conv_vae)",
+    )
 
 
 def _standard_normal_log_density(z: Tensor) -> Tensor:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from genlab.atomic import atomic_path
 
 
 def _pyplot():
@@ -19,12 +20,11 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A temporary name first, so a crash never leaves a half-written PNG under ``path``.
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", bbox_inches="tight")
-    _pyplot().close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
     return path
 
 

@@ -1,20 +1,16 @@
-"""Drawing images from a model with a prior, for the metrics that judge generated sets."""
+"""Drawing images from a model that decodes codes, for the metrics that judge generated sets."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from genlab.errors import CheckpointError
+from genlab.models.capabilities import Decodes, HasPrior, require
 
-
-def require_prior(model: torch.nn.Module, *, why: str) -> None:
-    """Refuse models that cannot draw new images from a prior."""
-    if not getattr(model, "has_prior", False):
-        raise CheckpointError(
-            f"a {type(model).__name__} checkpoint has no prior to sample from, so it cannot "
-            f"{why}; use a generative model such as model=vae or model=conv_vae"
-        )
+# n, generator -> codes [n, latent]
+LatentSampler = Callable[[int, torch.Generator | None], Tensor]
 
 
 def generate(
@@ -23,16 +19,25 @@ def generate(
     *,
     generator: torch.Generator | None = None,
     batch_size: int = 1000,
+    latents: LatentSampler | None = None,
 ) -> Tensor:
-    """n images [n, C, H, W] in [0, 1] on the CPU: decoded draws from the model's prior,
-    in batches, in eval mode (restored afterwards)."""
-    require_prior(model, why="generate images")
+    """n images [n, C, H, W] in [0, 1] on the CPU: decoded draws from ``latents`` (by default
+    the model's own prior), in batches, in eval mode (restored afterwards)."""
+    if latents is None:
+        require(model, HasPrior, to="generate images")
+        prior = model
+
+        def latents(k: int, gen: torch.Generator | None) -> Tensor:
+            return prior.sample_latent(k, generator=gen)
+
+    require(model, Decodes, to="generate images")
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     parts = []
     with torch.inference_mode():
         for start in range(0, n, batch_size):
-            z = model.sample_latent(min(batch_size, n - start), generator=generator)
+            z = latents(min(batch_size, n - start), generator).to(device)
             parts.append(model.decode(z).float().clamp(0, 1).cpu())
     model.train(was_training)
     return torch.cat(parts)

@@ -1,10 +1,9 @@
-"""LightningModules, one family a file.
+"""LightningModules: the one base (``GenlabModule``), the capabilities a model declares, and
+genlab's model families, one family a module.
 
-`MODEL_CLASSES` maps a config's `_target_` to its class: every LightningModule imported here.
-Checkpoints are rebuilt through this table only, so a new family needs one import line.
+A config names its model by ``_target_``; checkpoints are rebuilt the same way, from genlab's
+classes or from modules the user trusted (see genlab.trust), never from a closed table.
 """
-
-import pytorch_lightning as _pl
 
 from genlab.models.autoencoders import (
     Autoencoder,
@@ -13,34 +12,25 @@ from genlab.models.autoencoders import (
     DenoisingAutoencoder,
     SparseAutoencoder,
 )
-from genlab.models.base import ReconstructionModel
+from genlab.models.base import GenlabModule
 from genlab.models.classifier import Classifier
-from genlab.models.gans import DCGAN, GAN, SAGAN, WGAN, WGANGP, ConditionalGAN
+from genlab.models.gans import GAN, WGAN, WGANGP, ConditionalGAN
+from genlab.models.reconstruction import ReconstructionModel
 from genlab.models.vae import ConvVariationalAutoencoder, VariationalAutoencoder
 
 __all__ = [
-    "MODEL_CLASSES",
+    "GAN",
+    "WGAN",
+    "WGANGP",
     "Autoencoder",
     "Classifier",
     "ConditionalGAN",
     "ContractiveAutoencoder",
     "ConvAutoencoder",
     "ConvVariationalAutoencoder",
-    "DCGAN",
     "DenoisingAutoencoder",
-    "GAN",
+    "GenlabModule",
     "ReconstructionModel",
-    "SAGAN",
     "SparseAutoencoder",
     "VariationalAutoencoder",
-    "WGAN",
-    "WGANGP",
 ]
-
-MODEL_CLASSES: dict[str, type[_pl.LightningModule]] = {
-    f"genlab.models.{name}": obj
-    for name, obj in list(globals().items())
-    if isinstance(obj, type)
-    and issubclass(obj, _pl.LightningModule)
-    and obj is not ReconstructionModel
-}

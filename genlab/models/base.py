@@ -1,131 +1,216 @@
-"""What every reconstruction model shares: the encode/decode interface, the Lightning steps
-that log each named loss term, the optimizer built from the config, and the run config
-stored in each checkpoint so later commands can rebuild the model without overrides."""
+"""The one LightningModule base of every genlab model, and what all families share.
+
+``GenlabModule`` holds, once each:
+- the record that goes into every checkpoint: the run config (written by ``genlab train``'s
+  ``RunConfig`` callback) or, for a model trained from Python, a config rebuilt from the
+  model's own hyperparameters and its networks' build configs; plus the genlab version;
+- the hyperparameters: every plain constructor argument, while networks and optimizer
+  factories (callables) are kept out;
+- the optimizer factory type and the one way a factory becomes an optimizer;
+- N(0, I) noise drawn where a seeded generator lives, and the fixed noise batch that the
+  image grids decode every epoch;
+- logging a dict of named loss terms as ``stage/name``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
+from pytorch_lightning.utilities.parsing import collect_init_args
+from torch import Tensor, nn
 
 from genlab.errors import ConfigError
-from genlab.nn.activations import activation
-from genlab.nn.losses import check_reconstruction_loss, reconstruction_error
+from genlab.models.capabilities import capabilities_of
+from genlab.nn.network import describe
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
+# Checkpoint keys genlab adds to Lightning's.
+CONFIG_KEY = "genlab_config"
+VERSION_KEY = "genlab_version"
 
-class ReconstructionModel(pl.LightningModule):
-    """Base class of the autoencoder family.
 
-    Subclasses build their networks and implement ``encode`` (images [B, C, H, W] -> codes
-    [B, latent]) and ``decode_logits`` (codes -> pre-activation images); they may extend
-    ``loss_terms`` with regularisers. ``loss_terms`` returns a dict whose ``loss`` entry is
-    optimised; every entry is logged as ``stage/name``.
-    """
+def standard_normal(
+    shape: Sequence[int],
+    generator: torch.Generator | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """N(0, I) draws of ``shape`` on ``device``, made where ``generator`` lives: a seeded CPU
+    generator gives the same draws whether the model runs on the CPU or a GPU."""
+    source = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, device=source, dtype=dtype).to(device)
 
-    def __init__(
-        self,
-        *,
-        in_channels: int,
-        image_size: int,
-        loss: str,
-        output_activation: str,
-        optimizer: OptimizerFactory | None = None,
-    ) -> None:
-        super().__init__()
-        check_reconstruction_loss(loss, output_activation)
-        # The optimizer is a factory from the config, not data: keep it out of checkpoints.
-        self.save_hyperparameters(ignore=["optimizer"])
-        self.image_shape = (in_channels, image_size, image_size)
-        self.loss_name = loss
-        self.output = activation(output_activation)
-        self.optimizer_factory = optimizer
-        self.run_config: dict[str, Any] | None = None
 
-    def encode(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def decode_logits(self, z: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def decode(self, z: Tensor) -> Tensor:
-        """Codes [B, latent] -> images [B, C, H, W]."""
-        return self.output(self.decode_logits(z))
-
-    def reconstruct(self, x: Tensor) -> Tensor:
-        return self.decode(self.encode(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.reconstruct(x)
-
-    def reconstruction_terms(self, inputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        """Encode ``inputs`` and compare the decoding with ``targets``; per-image ``recon``."""
-        code = self.encode(inputs)
-        logits = self.decode_logits(code)
-        recon = reconstruction_error(
-            logits, targets, loss=self.loss_name, output=self.output(logits)
+def build_optimizer(
+    factory: OptimizerFactory | None, params: Iterable[nn.Parameter], *, key: str
+) -> torch.optim.Optimizer:
+    """``factory(params=...)``, or a clear error naming the config key ``key``."""
+    if factory is None or not callable(factory):
+        what = "is empty" if factory is None else "is not an optimizer factory"
+        fix = (
+            "pick one with optimizer=adam (or sgd, adamw, rmsprop)"
+            if key == "optimizer"
+            else f"give {key} a _target_ such as torch.optim.Adam with _partial_: true"
         )
-        return {"code": code, "recon": recon}
+        raise ConfigError(
+            f"the model has no optimizer: {key} {what}; {fix}, or in Python pass "
+            f"{key.rpartition('.')[2]}=functools.partial(torch.optim.Adam, lr=1e-3)"
+        )
+    return factory(params=params)
 
-    def loss_terms(self, x: Tensor) -> dict[str, Tensor]:
-        recon = self.reconstruction_terms(x, x)["recon"].mean()
-        return {"loss": recon, "recon": recon}
 
-    @torch.no_grad()
-    def score(self, x: Tensor) -> Tensor:
-        """Per-image reconstruction error [B]: the anomaly score."""
-        return self.reconstruction_terms(x, x)["recon"]
+def plain(value: Any) -> Any:
+    """``value`` with every OmegaConf container turned into dicts and lists."""
+    from omegaconf import Container, OmegaConf
 
-    @torch.no_grad()
-    def image_rows(self, x: Tensor) -> list[Tensor]:
-        """Rows of the training image grid: inputs, then reconstructions."""
-        return [x, self.reconstruct(x)]
+    if isinstance(value, Container):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(plain(v) for v in value)
+    return value
 
-    @torch.no_grad()
-    def image_grids(self, x: Tensor) -> dict[str, list[Tensor]]:
-        """The grids logged every validation epoch, by tag; each a list of equally long
-        image rows [n, C, H, W] in [0, 1]. ``x`` is a fixed validation batch."""
-        return {"val/reconstructions": self.image_rows(x)}
 
-    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
-        x, _ = batch
-        terms = self.loss_terms(x)
+def _is_plain(value: Any) -> bool:
+    """Whether a constructor argument is a hyperparameter (data), not an object."""
+    return not (callable(value) or isinstance(value, nn.Module))
+
+
+class GenlabModule(pl.LightningModule):
+    """Base of every genlab model. Subclasses call ``super().__init__()`` first; their
+    keyword arguments that are plain values become ``self.hparams`` (and so checkpoint
+    data), those that are networks are listed in ``self.network_names``."""
+
+    # The metric whose best value picks the "best" checkpoint; None keeps only the latest.
+    checkpoint_monitor: str | None = "val/loss"
+    # The grid of samples decodes the same codes every epoch, so epochs compare directly.
+    NUM_FIXED_SAMPLES = 64
+    SAMPLES_PER_ROW = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        init_args: dict[str, Any] = {}
+        for local_args in collect_init_args(caller, []):
+            init_args.update(local_args)
+        self.network_names = [k for k, v in init_args.items() if isinstance(v, nn.Module)]
+        objects = [k for k, v in init_args.items() if not _is_plain(v)]
+        self.save_hyperparameters(ignore=objects, frame=caller, logger=False)
+
+    @property
+    def capabilities(self) -> list[str]:
+        """What this model declares it can do: Encodes, Decodes, HasPrior, ... (see
+        genlab.models.capabilities)."""
+        return capabilities_of(self)
+
+    # Noise.
+
+    def noise(self, n: int, dim: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """N(0, I) draws [n, dim] on the model's device and dtype."""
+        return standard_normal((n, dim), generator, device=self.device, dtype=self.dtype)
+
+    def register_fixed_noise(self, dim: int) -> None:
+        """The buffer ``fixed_z`` [NUM_FIXED_SAMPLES, dim]: drawn from its own generator, so
+        it is the same whatever the run's seed and leaves the global random stream (and so
+        the weights' seeding) untouched."""
+        generator = torch.Generator().manual_seed(0)
+        self.register_buffer(
+            "fixed_z", torch.randn(self.NUM_FIXED_SAMPLES, dim, generator=generator)
+        )
+
+    # Logging.
+
+    def log_terms(
+        self, terms: Mapping[str, Tensor], stage: str, *, batch_size: int, prog_bar: str = "loss"
+    ) -> None:
+        """Log every named term as ``stage/name``; validation and test values are averaged
+        across processes."""
         sync = stage != "train"
         for name, value in terms.items():
             self.log(
                 f"{stage}/{name}",
                 value.detach(),
-                batch_size=x.shape[0],
-                prog_bar=name == "loss",
+                batch_size=batch_size,
+                prog_bar=name == prog_bar,
                 sync_dist=sync,
             )
-        return terms["loss"]
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+    # Pictures.
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "val")
+    @torch.no_grad()
+    def image_grids(self, x: Tensor) -> dict[str, list[Tensor]]:
+        """The grids logged every validation epoch, by tag; each a list of equally long
+        image rows [n, C, H, W] in [0, 1]. ``x`` is a fixed validation batch. None here."""
+        return {}
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "test")
+    # Steps: models with one objective implement ``step``; GANs override the hooks.
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        if self.optimizer_factory is None:
-            raise ConfigError(
-                "the model has no optimizer; pass one (e.g. optimizer=adam) or build the model "
-                "with optimizer=functools.partial(torch.optim.Adam, lr=1e-3)"
-            )
-        return self.optimizer_factory(params=self.trainable_parameters())
+    def step(self, batch: Any, stage: str) -> Tensor:
+        """The loss of one batch for ``stage`` (train, val or test), its terms logged."""
+        raise NotImplementedError(f"{type(self).__name__} implements no step(batch, stage)")
 
-    def trainable_parameters(self) -> Iterable[torch.nn.Parameter]:
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self.step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self.step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self.step(batch, "test")
+
+    # Optimizers.
+
+    def trainable_parameters(self) -> Iterable[nn.Parameter]:
         return (p for p in self.parameters() if p.requires_grad)
+
+    def configure_optimizers(self) -> Any:
+        return build_optimizer(
+            getattr(self, "optimizer_factory", None), self.trainable_parameters(), key="optimizer"
+        )
+
+    # Checkpoints.
+
+    def model_config(self) -> dict[str, Any]:
+        """How to rebuild this model: its class, its hyperparameters and its networks'
+        build configs (None for a network genlab cannot describe)."""
+        cls = type(self)
+        config: dict[str, Any] = {"_target_": f"{cls.__module__}.{cls.__qualname__}"}
+        # hparams gather every __init__ of the class chain; keep what this class takes.
+        parameters = inspect.signature(cls).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        config.update({k: v for k, v in self.hparams.items() if takes_any or k in parameters})
+        for name in self.network_names:
+            config[name] = describe(getattr(self, name))
+        return config
+
+    def describe_run(self) -> dict[str, Any]:
+        """A run config for a model trained outside ``genlab train``: the model's own, and
+        the data module's where it records its hyperparameters."""
+        run: dict[str, Any] = {"model": self.model_config()}
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        if datamodule is not None and datamodule.hparams:
+            cls = type(datamodule)
+            run["data"] = {"_target_": f"{cls.__module__}.{cls.__qualname__}"}
+            run["data"].update(plain(dict(datamodule.hparams)))
+        return run
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Plain dicts, lists and scalars only, so checkpoints load with weights_only=True.
-        if self.run_config is not None:
-            checkpoint["genlab_config"] = self.run_config
+        from genlab import __version__
+
+        checkpoint[VERSION_KEY] = __version__
+        if CONFIG_KEY not in checkpoint:
+            checkpoint[CONFIG_KEY] = self.describe_run()
+        # Lightning stores the model's and the data module's hyperparameters as given; Hydra
+        # may have passed OmegaConf lists, which are pickled objects, not plain data.
+        for key in ("hyper_parameters", "datamodule_hyper_parameters", CONFIG_KEY):
+            if key in checkpoint:
+                checkpoint[key] = plain(checkpoint[key])

@@ -7,18 +7,15 @@ commands load its checkpoint with ``features=PATH``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-import pytorch_lightning as pl
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from genlab.errors import ConfigError
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
+from genlab.models.base import GenlabModule, OptimizerFactory
+from genlab.models.capabilities import Classifies
 
 
 def conv_block(in_channels: int, out_channels: int, *, dropout: float) -> nn.Sequential:
@@ -33,7 +30,7 @@ def conv_block(in_channels: int, out_channels: int, *, dropout: float) -> nn.Seq
     )
 
 
-class Classifier(pl.LightningModule):
+class Classifier(GenlabModule, Classifies):
     """Convolutional blocks (``conv_block``, one per entry of ``channels``), then a dense
     layer of ``feature_dim`` units (batch norm, ReLU) and a linear layer to the logits.
 
@@ -69,12 +66,9 @@ class Classifier(pl.LightningModule):
             raise ConfigError(f"model.dropout is a probability in [0, 1) (got {dropout})")
         if feature_dim < 1:
             raise ConfigError(f"model.feature_dim must be at least 1 (got {feature_dim})")
-        # The optimizer is a factory from the config, not data: keep it out of checkpoints.
-        self.save_hyperparameters(ignore=["optimizer"])
         self.image_shape = (in_channels, image_size, image_size)
         self.num_classes = num_classes
         self.optimizer_factory = optimizer
-        self.run_config: dict[str, Any] | None = None
 
         widths = [in_channels, *channels]
         self.body = nn.Sequential(
@@ -105,39 +99,13 @@ class Classifier(pl.LightningModule):
                 f"{self.num_classes}; set model.num_classes={len(names)}"
             )
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        sync = stage != "train"
-        self.log(f"{stage}/loss", loss, batch_size=x.shape[0], prog_bar=True, sync_dist=sync)
+        self.log_terms({"loss": loss}, stage, batch_size=x.shape[0])
         if stage != "train":
             accuracy = self.val_acc if stage == "val" else self.test_acc
             accuracy(logits, y)
             self.log(f"{stage}/acc", accuracy, batch_size=x.shape[0], prog_bar=True)
         return loss
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "test")
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        if self.optimizer_factory is None:
-            raise ConfigError(
-                "the model has no optimizer; pass one (e.g. optimizer=adam) or build the model "
-                "with optimizer=functools.partial(torch.optim.Adam, lr=1e-3)"
-            )
-        return self.optimizer_factory(params=self.trainable_parameters())
-
-    def trainable_parameters(self) -> Iterable[nn.Parameter]:
-        return (p for p in self.parameters() if p.requires_grad)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Plain values only, so the checkpoint loads with weights_only=True.
-        if self.run_config is not None:
-            checkpoint["genlab_config"] = self.run_config

@@ -9,16 +9,16 @@ logged ``recon``, ``kl`` and ``elbo`` read in nats per image.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import ConfigError
-from genlab.models.base import OptimizerFactory, ReconstructionModel
-from genlab.nn.conv import KerasConvDecoder, KerasConvEncoder, code_size
-from genlab.nn.mlp import MLPDecoder, MLPEncoder
+from genlab.models.base import standard_normal
+from genlab.models.capabilities import HasPrior, Variational
+from genlab.models.reconstruction import ReconstructionModel
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 # The base class's name for the reconstruction error each likelihood generalises.
@@ -47,30 +47,14 @@ def gaussian_nll(mean: Tensor, x: Tensor, logvar: Tensor) -> Tensor:
     return per_pixel.flatten(1).sum(dim=1)
 
 
-def _standard_normal(
-    shape: Sequence[int],
-    generator: torch.Generator | None,
-    *,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> Tensor:
-    """N(0, I) noise on ``device``, drawn where ``generator`` lives: a seeded CPU generator
-    gives the same draws whether the model runs on the CPU or a GPU."""
-    source = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=source, dtype=dtype).to(device)
-
-
 def check_vae_options(
     *,
-    latent_dim: int,
     likelihood: str,
     sigma: float,
     learn_variance: bool,
     beta: float,
     kl_warmup_steps: int,
 ) -> None:
-    if latent_dim < 1:
-        raise ConfigError(f"model.latent_dim must be at least 1 (got {latent_dim}); try 16")
     if likelihood not in LIKELIHOODS:
         raise ConfigError(
             f"model.likelihood={likelihood!r} is not one of {', '.join(LIKELIHOODS)}; "
@@ -91,74 +75,71 @@ def check_vae_options(
         )
 
 
-class VAEBase(ReconstructionModel):
-    """What both variational autoencoders share: the sampling layer, the prior, the
-    likelihoods, the ELBO and the image grids.
+class VAEBase(ReconstructionModel, HasPrior, Variational):
+    """A variational autoencoder: the sampling layer, the prior, the likelihoods, the ELBO
+    and the image grids.
 
-    Subclasses build their networks and implement ``encode_distribution`` (images
-    [B, C, H, W] -> μ, log σ² [B, latent]) and ``decode_logits`` (codes -> logits
-    [B, C, H, W]). The decoder's output is a sigmoid for both likelihoods: pixel
-    probabilities for ``bernoulli``, and for ``gaussian`` a mean kept in the pixel range so
-    the decoded mean is itself the image shown.
+    ``encoder`` maps images [B, C, H, W] to (μ, log σ²), each [B, latent_dim] (a
+    genlab.nn.gaussian encoder); ``decoder`` maps codes to logits [B, C, H, W]. The decoded
+    image is a sigmoid of the logits for both likelihoods: pixel probabilities for
+    ``bernoulli``, and for ``gaussian`` a mean kept in the pixel range so the decoded mean is
+    itself the image shown.
+
+    ``likelihood=bernoulli`` treats pixels in [0, 1] as probabilities (cross-entropy);
+    ``gaussian`` is N(x̂, σ²) with σ fixed at ``sigma`` or, with ``learn_variance``, a
+    learned value per channel starting at ``sigma``. σ sets the exchange rate between the
+    two terms, each squared pixel error costing 1/(2σ²) nats: with pixels in [0, 1] a σ near
+    1 lets the KL term win (blurry, average digits), a tiny σ makes it a plain autoencoder;
+    the default 0.1 is of the order of a decent reconstruction's per-pixel error.
+    ``beta`` weighs the KL term (1: the ELBO) and ``kl_warmup_steps`` ramps it up from 0.
 
     ``encode`` is the mean code μ, so ``reconstruct`` and ``score`` are deterministic: the
     decoding of μ and the negative log-likelihood of x under it.
     """
 
-    has_prior = True
-    # The grid of samples decodes the same codes every epoch, so epochs compare directly.
-    NUM_FIXED_SAMPLES = 64
-    SAMPLES_PER_ROW = 8
-
     def __init__(
         self,
         *,
-        in_channels: int,
-        image_size: int,
         latent_dim: int,
-        likelihood: str,
-        sigma: float,
-        learn_variance: bool,
-        beta: float,
-        kl_warmup_steps: int,
-        optimizer: OptimizerFactory | None = None,
+        likelihood: str = "bernoulli",
+        sigma: float = 0.1,
+        learn_variance: bool = False,
+        beta: float = 1.0,
+        kl_warmup_steps: int = 0,
+        **networks_and_shape: Any,
     ) -> None:
+        # encoder, decoder, in_channels, image_size and optimizer: ReconstructionModel's.
+        super().__init__(**networks_and_shape)
         check_vae_options(
-            latent_dim=latent_dim,
             likelihood=likelihood,
             sigma=sigma,
             learn_variance=learn_variance,
             beta=beta,
             kl_warmup_steps=kl_warmup_steps,
         )
-        super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
-            loss=_BASE_LOSS[likelihood],
-            output_activation="sigmoid",
-            optimizer=optimizer,
-        )
-        self.latent_dim = latent_dim
+        self.set_latent_dim(latent_dim)
+        self.use_reconstruction_loss(_BASE_LOSS[likelihood], "sigmoid")
         self.likelihood = likelihood
         self.beta = beta
         self.kl_warmup_steps = kl_warmup_steps
         if likelihood == "gaussian":
-            logvar = torch.full((in_channels, 1, 1), 2 * math.log(sigma))
+            logvar = torch.full((self.image_shape[0], 1, 1), 2 * math.log(sigma))
             if learn_variance:
                 self.output_logvar = nn.Parameter(logvar)
             else:
                 # Fixed by the config, which the checkpoint stores anyway.
                 self.register_buffer("output_logvar", logvar, persistent=False)
-        # Its own generator: the codes are the same whatever the run's seed, and drawing
-        # them leaves the global random stream (and so the weights' seeding) untouched.
-        generator = torch.Generator().manual_seed(0)
-        self.register_buffer(
-            "fixed_z", torch.randn(self.NUM_FIXED_SAMPLES, latent_dim, generator=generator)
-        )
+        self.register_fixed_noise(latent_dim)
 
     def encode_distribution(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Images [B, C, H, W] -> (μ, log σ²), each [B, latent]."""
-        raise NotImplementedError
+        out = self.encoder(x)
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            raise ConfigError(
+                f"a VAE's encoder must return the pair (mu, logvar); {type(self.encoder).__name__}"
+                " does not. Use a Gaussian encoder (genlab.nn.gaussian) for model.encoder"
+            )
+        return out[0], out[1]
 
     def encode(self, x: Tensor) -> Tensor:
         """The mean code μ [B, latent]."""
@@ -168,24 +149,14 @@ class VAEBase(ReconstructionModel):
         self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
         """The sampling layer: z = μ + σ·ε with ε ~ N(0, I), differentiable in μ and σ."""
-        eps = _standard_normal(mu.shape, generator, device=mu.device, dtype=mu.dtype)
+        eps = standard_normal(mu.shape, generator, device=mu.device, dtype=mu.dtype)
         return mu + (0.5 * logvar).exp() * eps
 
     def sample_latent(
         self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> Tensor:
         """n codes [n, latent] from the prior N(0, I), their spread scaled by ``temperature``."""
-        eps = _standard_normal(
-            (n, self.latent_dim), generator, device=self.device, dtype=self.dtype
-        )
-        return temperature * eps
-
-    @torch.no_grad()
-    def sample(
-        self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """n new images [n, C, H, W]: the decoded means of codes drawn from the prior."""
-        return self.decode(self.sample_latent(n, temperature=temperature, generator=generator))
+        return temperature * self.noise(n, self.latent_dim, generator=generator)
 
     def reconstruction_nll(self, logits: Tensor, x: Tensor) -> Tensor:
         """−log p(x|z) [B] for decoder logits and images [B, C, H, W]."""
@@ -267,129 +238,19 @@ class VAEBase(ReconstructionModel):
 
 
 class VariationalAutoencoder(VAEBase):
-    """Fully connected VAE: hidden layers ``hidden_dims``, then two linear heads for μ and
-    log σ²; the decoder mirrors the hidden layers.
-
-    ``likelihood=bernoulli`` treats pixels in [0, 1] as probabilities (cross-entropy);
-    ``gaussian`` is N(x̂, σ²) with σ fixed at ``sigma`` or, with ``learn_variance``, a
-    learned value per channel starting at ``sigma``. σ sets the exchange rate between the
-    two terms, each squared pixel error costing 1/(2σ²) nats: with pixels in [0, 1] a σ near
-    1 lets the KL term win (blurry, average digits), a tiny σ makes it a plain autoencoder;
-    the default 0.1 is of the order of a decent reconstruction's per-pixel error.
-    ``beta`` weighs the KL term (1: the ELBO) and ``kl_warmup_steps`` ramps it up from 0.
-    """
-
-    def __init__(
-        self,
-        *,
-        in_channels: int = 1,
-        image_size: int = 28,
-        latent_dim: int = 16,
-        hidden_dims: Sequence[int] = (512, 256),
-        activation: str = "relu",
-        likelihood: str = "bernoulli",
-        sigma: float = 0.1,
-        learn_variance: bool = False,
-        beta: float = 1.0,
-        kl_warmup_steps: int = 0,
-        optimizer: OptimizerFactory | None = None,
-    ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
-            latent_dim=latent_dim,
-            likelihood=likelihood,
-            sigma=sigma,
-            learn_variance=learn_variance,
-            beta=beta,
-            kl_warmup_steps=kl_warmup_steps,
-            optimizer=optimizer,
-        )
-        features = in_channels * image_size * image_size
-        hidden = list(hidden_dims)
-        if hidden:
-            # Every hidden layer; the last one stands where a plain autoencoder has its code.
-            self.encoder: nn.Module = MLPEncoder(
-                in_features=features,
-                hidden_dims=hidden[:-1],
-                latent_dim=hidden[-1],
-                hidden_activation=activation,
-                latent_activation=activation,
-            )
-        else:
-            self.encoder = nn.Identity()
-        width = hidden[-1] if hidden else features
-        self.mu_head = nn.Linear(width, latent_dim)
-        self.logvar_head = nn.Linear(width, latent_dim)
-        self.decoder = MLPDecoder(
-            latent_dim=latent_dim,
-            hidden_dims=hidden,
-            out_features=features,
-            hidden_activation=activation,
-        )
-
-    def encode_distribution(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.encoder(x.flatten(1))
-        return self.mu_head(h), self.logvar_head(h)
-
-    def decode_logits(self, z: Tensor) -> Tensor:
-        return self.decoder(z).view(-1, *self.image_shape)
+    """The fully connected VAE: hidden layers, then two linear heads for μ and log σ²
+    (genlab.nn.gaussian.MLPGaussianEncoder); the decoder mirrors the hidden layers
+    (genlab.nn.mlp.MLPDecoder). Options as for ``VAEBase``."""
 
 
 class ConvVariationalAutoencoder(VAEBase):
-    """The lecture's Keras convolutional autoencoder made variational.
-
-    Encoder: the Keras conv encoder's convolutions, flattened, then two linear heads for μ
-    and log σ² in place of its dense code layer. Decoder: a linear layer to the Keras
-    decoder's (image_size/4)² inputs, then that decoder with a sigmoid output (see
-    ``VAEBase``). Options as for ``VariationalAutoencoder``.
+    """The lecture's Keras convolutional autoencoder made variational: its convolutions,
+    flattened, then two linear heads for μ and log σ² in place of its dense code layer
+    (genlab.nn.gaussian.ConvGaussianEncoder); a linear layer to the Keras decoder's
+    (image_size/4)² inputs, then that decoder (genlab.nn.conv.KerasConvDecoder with
+    ``latent_dim``). Options as for ``VAEBase``.
 
     Both ReLU dense layers of the Keras model are left out: trained as a VAE, over 80% of
     the encoder's 49 code units and about half of a ReLU layer after z died within three
     epochs on MNIST, and reconstructions came out as one mean digit.
     """
-
-    def __init__(
-        self,
-        *,
-        in_channels: int = 1,
-        image_size: int = 28,
-        latent_dim: int = 16,
-        likelihood: str = "bernoulli",
-        sigma: float = 0.1,
-        learn_variance: bool = False,
-        beta: float = 1.0,
-        kl_warmup_steps: int = 0,
-        bn_momentum: float = 0.1,
-        optimizer: OptimizerFactory | None = None,
-    ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
-            latent_dim=latent_dim,
-            likelihood=likelihood,
-            sigma=sigma,
-            learn_variance=learn_variance,
-            beta=beta,
-            kl_warmup_steps=kl_warmup_steps,
-            optimizer=optimizer,
-        )
-        keras = KerasConvEncoder(in_channels=in_channels, image_size=image_size)
-        # Up to its flattened convolutions: the heads replace the dense code layer that ends it.
-        self.encoder = keras.net[:-2]
-        features = keras.net[-2].in_features
-        self.mu_head = nn.Linear(features, latent_dim)
-        self.logvar_head = nn.Linear(features, latent_dim)
-        self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, code_size(image_size)),
-            KerasConvDecoder(
-                out_channels=in_channels, image_size=image_size, bn_momentum=bn_momentum
-            ),
-        )
-
-    def encode_distribution(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.encoder(x)
-        return self.mu_head(h), self.logvar_head(h)
-
-    def decode_logits(self, z: Tensor) -> Tensor:
-        return self.decoder(z)

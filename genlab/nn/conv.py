@@ -21,6 +21,10 @@ Batch norm uses Keras' eps (1e-3). Its running-statistics momentum is an option:
 hundred steps, so evaluation-mode reconstructions stay blank for an epoch or more; the
 default here is PyTorch's 0.1.
 Other square sizes divisible by 4 work too: the code has (size/4)² units.
+
+The variational autoencoder reuses both halves: ``ConvGaussianEncoder`` (genlab.nn.gaussian)
+takes the convolutions up to Flatten, and ``KerasConvDecoder(latent_dim=...)`` puts a linear
+layer from its codes to the decoder's (size/4)² inputs.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from genlab.errors import ConfigError
+from genlab.nn.network import Network
 
 
 def _valid_conv_size(size: int) -> int:
@@ -37,32 +42,46 @@ def _valid_conv_size(size: int) -> int:
 
 
 def code_size(image_size: int) -> int:
-    if image_size % 4 or image_size < 16:
+    # Below 20 pixels the three valid convolutions leave no feature map at all.
+    if image_size % 4 or image_size < 20:
         raise ConfigError(
-            f"conv models need data.image_size divisible by 4 and at least 16 (got {image_size}); "
+            f"conv models need data.image_size divisible by 4 and at least 20 (got {image_size}); "
             "try data.image_size=28 or 32"
         )
     return (image_size // 4) ** 2
 
 
-class KerasConvEncoder(nn.Module):
-    """x [B, C, S, S] -> h [B, (S/4)²]."""
+def conv_feature_size(image_size: int) -> int:
+    """How many features ``keras_conv_features`` gives for square images of ``image_size``."""
+    code_size(image_size)
+    return 64 * _valid_conv_size(image_size) ** 2
+
+
+def keras_conv_features(in_channels: int) -> list[nn.Module]:
+    """The Keras encoder's convolutions and pooling, flattened: x [B, C, S, S] ->
+    [B, conv_feature_size(S)]."""
+    return [
+        nn.Conv2d(in_channels, 32, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+    ]
+
+
+class KerasConvEncoder(Network):
+    """x [B, C, S, S] -> h [B, (S/4)²]: the convolutions, then the dense ReLU code layer."""
 
     def __init__(self, *, in_channels: int, image_size: int) -> None:
         super().__init__()
-        latent = code_size(image_size)
-        final = _valid_conv_size(image_size)
+        self.latent_dim = code_size(image_size)
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(64 * final * final, latent),
+            *keras_conv_features(in_channels),
+            nn.Linear(conv_feature_size(image_size), self.latent_dim),
             nn.ReLU(),
         )
 
@@ -70,13 +89,29 @@ class KerasConvEncoder(nn.Module):
         return self.net(x)
 
 
-class KerasConvDecoder(nn.Module):
-    """h [B, (S/4)²] -> logits [B, C, S, S]."""
+class KerasConvDecoder(Network):
+    """h [B, latent_dim] -> logits [B, C, S, S].
 
-    def __init__(self, *, out_channels: int, image_size: int, bn_momentum: float = 0.1) -> None:
+    ``latent_dim=None`` (the autoencoder): the code is the decoder's (S/4)² inputs, reshaped
+    to one S/4 x S/4 map. A number (the VAE): a linear layer first maps codes of that size
+    to those inputs.
+    """
+
+    def __init__(
+        self,
+        *,
+        out_channels: int,
+        image_size: int,
+        bn_momentum: float = 0.1,
+        latent_dim: int | None = None,
+    ) -> None:
         super().__init__()
+        inputs = code_size(image_size)
+        self.latent_dim = inputs if latent_dim is None else latent_dim
         side = image_size // 4
+        projection = [] if latent_dim is None else [nn.Linear(latent_dim, inputs)]
         self.net = nn.Sequential(
+            *projection,
             nn.Unflatten(1, (1, side, side)),
             nn.ConvTranspose2d(1, 64, 3, stride=2, padding=1, output_padding=1),
             nn.ReLU(),

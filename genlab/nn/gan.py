@@ -1,30 +1,33 @@
-"""Generators, discriminators and adversarial losses, plain torch (no Lightning).
+"""Generators and discriminators, plain torch (no Lightning); the losses that train them live
+in genlab.models.gans.losses.
 
-Every generator maps noise [B, in_features] to images [B, C, S, S] in [-1, 1] (a tanh
+Every generator maps noise [B, latent_dim] to images [B, C, S, S] in [-1, 1] (a tanh
 output); every discriminator maps images in [-1, 1] to one unnormalised score per image [B]:
-a logit for the GAN losses, a critic value for the Wasserstein and hinge losses.
+a logit or a raw score, as the loss reads it. The fully connected pair can also take a
+condition [B, condition_dim] (a one-hot label), concatenated to its input.
 
 The convolutional pair follows Radford et al. (DCGAN): strided convolutions instead of
 pooling, batch norm, ReLU in the generator with a tanh output, LeakyReLU(0.2) in the
-discriminator, weights drawn from N(0, 0.02). Options add what WGAN-GP and SAGAN change:
-another normalisation (or none) in the discriminator, spectral normalisation of every
-weight, and a self-attention block (Zhang et al.) at half the image resolution.
+discriminator, weights drawn from N(0, 0.02) (``init: dcgan``). Options add what WGAN-GP and
+SAGAN change: another normalisation (or none) in the discriminator, spectral normalisation
+of every weight, a self-attention block (Zhang et al.) at half the image resolution, and
+PyTorch's default initialisation (``init: default``).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from genlab.errors import ConfigError
+from genlab.nn.network import Network
 
 NORMS = ("batch", "layer", "none")
-GENERATOR_LOSSES = ("nonsaturating", "minimax")
+INITS = ("dcgan", "default")
 # The smallest feature map the convolutional stacks start (generator) or end (discriminator) at.
 MIN_START_SIZE = 4
 
@@ -44,11 +47,19 @@ def conv_layout(image_size: int) -> tuple[int, int]:
     return start, layers
 
 
-def check_norm(norm: str) -> None:
-    if norm not in NORMS:
+def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
+    if value not in choices:
         raise ConfigError(
-            f"normalisation {norm!r} (model.critic_norm) is not one of {', '.join(NORMS)}"
+            f"{what} {value!r} (model.generator.{what} / model.discriminator.{what}) is not "
+            f"one of {', '.join(choices)}"
         )
+
+
+def _conv_plan(image_size: int, *, norm: str, init: str) -> tuple[int, int]:
+    """``conv_layout(image_size)``, once the options are checked."""
+    _check_choice(norm, NORMS, "norm")
+    _check_choice(init, INITS, "init")
+    return conv_layout(image_size)
 
 
 def _norm_layer(norm: str, channels: int) -> nn.Module:
@@ -68,7 +79,14 @@ def dcgan_init(module: nn.Module) -> None:
     """Radford et al.'s initialisation: conv and linear weights from N(0, 0.02), norm scales
     from N(1, 0.02), biases zero. Use with ``module.apply``."""
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        # A spectrally normalised weight is computed from its ``original``: draw that one.
+        weight = (
+            module.parametrizations.weight.original
+            if parametrize.is_parametrized(module, "weight")
+            else module.weight
+        )
+        with torch.no_grad():
+            nn.init.normal_(weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.BatchNorm2d | nn.GroupNorm):
@@ -76,7 +94,24 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class SelfAttention(nn.Module):
+def _initialise(network: nn.Module, init: str) -> None:
+    if init == "dcgan":
+        network.apply(dcgan_init)
+
+
+def _conditioned(x: Tensor, condition: Tensor | None, condition_dim: int, name: str) -> Tensor:
+    """``x`` [B, F] with the condition [B, condition_dim] appended, checked against the
+    network's ``condition_dim``."""
+    if condition_dim == 0:
+        if condition is not None:
+            raise ValueError(f"this {name} has condition_dim=0 and takes no condition")
+        return x
+    if condition is None or condition.shape[-1] != condition_dim:
+        raise ValueError(f"this {name} needs a condition [B, {condition_dim}] (a one-hot label)")
+    return torch.cat([x, condition.to(x.dtype)], dim=1)
+
+
+class SelfAttention(Network):
     """Self-attention over the pixels of a feature map (Zhang et al., SAGAN).
 
     x [B, C, H, W]: query and key are 1x1 convolutions to C/8 channels, the value one to C/2
@@ -85,7 +120,7 @@ class SelfAttention(nn.Module):
     network first relies on local convolutions and mixes in distant pixels as γ grows.
     """
 
-    def __init__(self, channels: int, *, spectral: bool = False) -> None:
+    def __init__(self, *, channels: int, spectral: bool = False) -> None:
         super().__init__()
         inner = max(1, channels // 8)
         self.query = _maybe_sn(nn.Conv2d(channels, inner, 1, bias=False), spectral)
@@ -105,33 +140,57 @@ class SelfAttention(nn.Module):
         return x + self.gamma * self.out(o)
 
 
-class MLPGenerator(nn.Module):
-    """Noise [B, in_features] -> images [B, *image_shape] in [-1, 1]: Linear + ReLU per
-    hidden layer, then a linear layer with tanh."""
+class MLPGenerator(Network):
+    """Noise [B, latent_dim] (and a condition [B, condition_dim]) -> images [B, C, S, S] in
+    [-1, 1]: Linear + ReLU per hidden layer, then a linear layer with tanh. PyTorch's default
+    initialisation, as Goodfellow et al. did not prescribe one."""
 
     def __init__(
-        self, *, in_features: int, hidden_dims: Sequence[int], image_shape: Sequence[int]
+        self,
+        *,
+        latent_dim: int,
+        channels: int,
+        image_size: int,
+        hidden_dims: Sequence[int],
+        condition_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.image_shape = tuple(image_shape)
-        dims = [in_features, *hidden_dims]
+        self.latent_dim = latent_dim
+        self.condition_dim = condition_dim
+        self.image_shape = (channels, image_size, image_size)
+        dims = [latent_dim + condition_dim, *hidden_dims]
         layers: list[nn.Module] = []
         for a, b in zip(dims, dims[1:], strict=False):
             layers += [nn.Linear(a, b), nn.ReLU()]
-        layers += [nn.Linear(dims[-1], math.prod(self.image_shape)), nn.Tanh()]
+        layers += [nn.Linear(dims[-1], channels * image_size * image_size), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z).view(-1, *self.image_shape)
+    def forward(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
+        h = _conditioned(z, condition, self.condition_dim, "generator")
+        return self.net(h).view(-1, *self.image_shape)
 
 
-class MLPDiscriminator(nn.Module):
-    """Flat inputs [B, in_features] -> scores [B]: Linear + LeakyReLU(0.2) + dropout per
-    hidden layer (Goodfellow et al. trained theirs with dropout), then a linear output."""
+class MLPDiscriminator(Network):
+    """Images [B, C, S, S] (and a condition [B, condition_dim]) -> scores [B]: the flattened
+    image, Linear + LeakyReLU(0.2) + dropout per hidden layer (Goodfellow et al. trained
+    theirs with dropout), then a linear output."""
 
-    def __init__(self, *, in_features: int, hidden_dims: Sequence[int], dropout: float) -> None:
+    def __init__(
+        self,
+        *,
+        channels: int,
+        image_size: int,
+        hidden_dims: Sequence[int],
+        dropout: float = 0.0,
+        condition_dim: int = 0,
+    ) -> None:
         super().__init__()
-        dims = [in_features, *hidden_dims]
+        if not 0 <= dropout < 1:
+            raise ConfigError(
+                f"model.discriminator.dropout must lie in [0, 1) (got {dropout}); try 0.3"
+            )
+        self.condition_dim = condition_dim
+        dims = [channels * image_size * image_size + condition_dim, *hidden_dims]
         layers: list[nn.Module] = []
         for a, b in zip(dims, dims[1:], strict=False):
             layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
@@ -140,12 +199,13 @@ class MLPDiscriminator(nn.Module):
         layers.append(nn.Linear(dims[-1], 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).squeeze(1)
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        h = _conditioned(x.flatten(1), condition, self.condition_dim, "discriminator")
+        return self.net(h).squeeze(1)
 
 
-class ConvGenerator(nn.Module):
-    """Noise [B, latent] -> images [B, C, S, S] in [-1, 1], DCGAN style.
+class ConvGenerator(Network):
+    """Noise [B, latent_dim] -> images [B, C, S, S] in [-1, 1], DCGAN style.
 
     A transposed convolution projects z (as a 1x1 map) to s₀ x s₀ with ``width``·2ⁿ⁻¹
     channels; each of the n stride-2 transposed convolutions (kernel 4) then doubles the size
@@ -157,155 +217,79 @@ class ConvGenerator(nn.Module):
         self,
         *,
         latent_dim: int,
-        out_channels: int,
+        channels: int,
         image_size: int,
         width: int = 64,
         norm: str = "batch",
         spectral: bool = False,
         self_attention: bool = False,
+        init: str = "dcgan",
     ) -> None:
         super().__init__()
-        check_norm(norm)
-        start, layers = conv_layout(image_size)
-        channels = width * 2 ** (layers - 1)
+        start, layers = _conv_plan(image_size, norm=norm, init=init)
+        hidden = width * 2 ** (layers - 1)
         # A bias before a norm layer would be cancelled by its mean subtraction.
         bias = norm == "none"
         blocks: list[nn.Module] = [
-            _maybe_sn(nn.ConvTranspose2d(latent_dim, channels, start, bias=bias), spectral),
-            _norm_layer(norm, channels),
+            _maybe_sn(nn.ConvTranspose2d(latent_dim, hidden, start, bias=bias), spectral),
+            _norm_layer(norm, hidden),
             nn.ReLU(),
         ]
         for _ in range(layers - 1):
-            up = nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1, bias=bias)
-            blocks += [
-                _maybe_sn(up, spectral),
-                _norm_layer(norm, channels // 2),
-                nn.ReLU(),
-            ]
-            channels //= 2
+            up = nn.ConvTranspose2d(hidden, hidden // 2, 4, 2, 1, bias=bias)
+            blocks += [_maybe_sn(up, spectral), _norm_layer(norm, hidden // 2), nn.ReLU()]
+            hidden //= 2
         if self_attention:
-            blocks.append(SelfAttention(channels, spectral=spectral))
+            blocks.append(SelfAttention(channels=hidden, spectral=spectral))
         blocks += [
-            _maybe_sn(nn.ConvTranspose2d(channels, out_channels, 4, 2, 1), spectral),
+            _maybe_sn(nn.ConvTranspose2d(hidden, channels, 4, 2, 1), spectral),
             nn.Tanh(),
         ]
         self.net = nn.Sequential(*blocks)
         self.latent_dim = latent_dim
+        _initialise(self, init)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z.view(-1, self.latent_dim, 1, 1))
 
 
-class ConvDiscriminator(nn.Module):
+class ConvDiscriminator(Network):
     """Images [B, C, S, S] -> scores [B], the mirror of ``ConvGenerator``.
 
     n stride-2 convolutions (kernel 4) halve the size and double the channels, from
     ``width``; the first has no norm (as in DCGAN), the others ``norm``; LeakyReLU(0.2)
     after each. A last convolution with an s₀ x s₀ kernel gives one score, with no sigmoid:
-    the losses take logits or critic values. ``self_attention`` adds a block after the
-    first layer, at S/2.
+    the losses take logits or raw scores. ``self_attention`` adds a block after the first
+    layer, at S/2.
     """
 
     def __init__(
         self,
         *,
-        in_channels: int,
+        channels: int,
         image_size: int,
         width: int = 64,
         norm: str = "batch",
         spectral: bool = False,
         self_attention: bool = False,
+        init: str = "dcgan",
     ) -> None:
         super().__init__()
-        check_norm(norm)
-        start, layers = conv_layout(image_size)
+        start, layers = _conv_plan(image_size, norm=norm, init=init)
         blocks: list[nn.Module] = [
-            _maybe_sn(nn.Conv2d(in_channels, width, 4, 2, 1), spectral),
+            _maybe_sn(nn.Conv2d(channels, width, 4, 2, 1), spectral),
             nn.LeakyReLU(0.2),
         ]
         if self_attention:
-            blocks.append(SelfAttention(width, spectral=spectral))
-        channels = width
+            blocks.append(SelfAttention(channels=width, spectral=spectral))
+        hidden = width
         for _ in range(layers - 1):
-            down = nn.Conv2d(channels, channels * 2, 4, 2, 1, bias=norm == "none")
-            blocks += [
-                _maybe_sn(down, spectral),
-                _norm_layer(norm, channels * 2),
-                nn.LeakyReLU(0.2),
-            ]
-            channels *= 2
-        blocks.append(_maybe_sn(nn.Conv2d(channels, 1, start), spectral))
+            down = nn.Conv2d(hidden, hidden * 2, 4, 2, 1, bias=norm == "none")
+            blocks += [_maybe_sn(down, spectral), _norm_layer(norm, hidden * 2), nn.LeakyReLU(0.2)]
+            hidden *= 2
+        blocks.append(_maybe_sn(nn.Conv2d(hidden, 1, start), spectral))
         self.net = nn.Sequential(*blocks)
+        _initialise(self, init)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).flatten()
-
-
-def discriminator_bce_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    """−[log D(x) + log(1 − D(G(z)))], batch means, with D = sigmoid(logits): the negated
-    objective the discriminator ascends in Algorithm 1 of Goodfellow et al."""
-    # log sigmoid(l) = -softplus(-l) and log(1 - sigmoid(l)) = -softplus(l), without overflow.
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-
-
-def generator_bce_loss(fake_logits: Tensor, kind: str = "nonsaturating") -> Tensor:
-    """The generator's loss on D's logits for its samples, a batch mean.
-
-    ``minimax`` is Algorithm 1's log(1 − D(G(z))), to be minimised: its gradient vanishes
-    where D confidently rejects the samples, which early in training is almost everywhere.
-    ``nonsaturating`` is −log D(G(z)), the paper's practical alternative with the same fixed
-    point and strong gradients exactly there.
-    """
-    if kind == "nonsaturating":
-        return F.softplus(-fake_logits).mean()
-    if kind == "minimax":
-        return -F.softplus(fake_logits).mean()
-    raise ConfigError(f"g_loss={kind!r} is not one of {', '.join(GENERATOR_LOSSES)}")
-
-
-def critic_wasserstein_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
-    """E[f(G(z))] − E[f(x)]: the critic minimises it, maximising its Wasserstein estimate."""
-    return fake_scores.mean() - real_scores.mean()
-
-
-def discriminator_hinge_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
-    """E[max(0, 1 − D(x))] + E[max(0, 1 + D(G(z)))], the SAGAN discriminator loss."""
-    return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
-
-
-def generator_score_loss(fake_scores: Tensor) -> Tensor:
-    """−E[D(G(z))], the generator loss of WGAN and of the hinge GAN."""
-    return -fake_scores.mean()
-
-
-def gradient_penalty(
-    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, *, eps: Tensor | None = None
-) -> Tensor:
-    """E[(‖∇ₓ̂ f(x̂)‖₂ − 1)²] at x̂ = ε·x + (1 − ε)·x̃ (Gulrajani et al.), a scalar.
-
-    ``real`` and ``fake`` are [B, ...]; ``eps`` [B] holds one coefficient per pair, drawn
-    from U[0, 1] when None. The gradient keeps its graph, so the penalty trains the critic.
-    """
-    if eps is None:
-        eps = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)
-    eps = eps.view(-1, *[1] * (real.dim() - 1))
-    # A fresh leaf: the penalty trains the critic only, whatever real and fake are attached to.
-    mixed = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1).square().mean()
-
-
-def dcgan_networks(
-    *, latent_dim: int, channels: int, image_size: int, width: int, critic_norm: str = "batch"
-) -> tuple[ConvGenerator, ConvDiscriminator]:
-    """The DCGAN generator and discriminator (or critic, with ``critic_norm``), initialised
-    as Radford et al. do: the layout dcgan, wgan and wgan_gp share."""
-    generator = ConvGenerator(
-        latent_dim=latent_dim, out_channels=channels, image_size=image_size, width=width
-    )
-    discriminator = ConvDiscriminator(
-        in_channels=channels, image_size=image_size, width=width, norm=critic_norm
-    )
-    generator.apply(dcgan_init)
-    discriminator.apply(dcgan_init)
-    return generator, discriminator

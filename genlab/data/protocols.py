@@ -1,0 +1,17 @@
+"""What the checkpoint commands need of a data module: named splits of images they can
+index, and the class names. genlab's ImageDataModule provides both; a user's own
+LightningDataModule that does can be scored, sampled against and embedded the same way."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class SplitImages(Protocol):
+    """``splits``: split name -> dataset indexable by a tensor of indices, returning
+    (images [k, C, H, W] in [0, 1], labels [k]), with ``labels`` and ``images`` attributes;
+    ``class_names``: one name per label. Both are ready after ``setup("test")``."""
+
+    splits: dict
+    class_names: list

@@ -1,0 +1,165 @@
+"""What a model can do, declared by the classes it derives from.
+
+Commands never probe attribute names: they ask ``isinstance(model, Capability)`` (through
+``require``) and refuse a model that does not declare what they need with one clear message.
+A model gains a capability by deriving from its mixin and implementing the abstract methods;
+Python then refuses to build a class that forgot one.
+
+- ``Encodes``: ``encode(x) -> z`` and ``latent_dim`` (embed, arithmetic, interpolate from
+  data, evaluate probe=true, and a prior fitted to the codes for models without one);
+- ``Decodes``: ``decode(z) -> images in [0, 1]`` and ``latent_dim`` (sample, interpolate,
+  arithmetic);
+- ``HasPrior``: ``sample_latent(n)`` from a prior of its own (sample, interpolate
+  source=prior, evaluate features=, the class-coverage callback);
+- ``Conditional``: ``num_classes``, ``class_labels(n, label)``, ``decode(z, labels)``
+  (sample label=K);
+- ``ScoresAnomalies``: ``score(x) -> [B]``, higher is more anomalous (anomaly, evaluate);
+- ``Reconstructs``: ``reconstruct(x)`` (evaluate's per-pixel error);
+- ``Variational``: q(z|x) and p(x|z) through ``encode_distribution``, ``decode_logits``,
+  ``reconstruction_nll``, ``negative_elbo`` (evaluate's ELBO and log p(x), anomaly's −ELBO);
+- ``Classifies``: ``features(x)``, logits from ``forward``, ``num_classes`` (evaluate's
+  accuracy, and ``features=`` / ``classify=`` of the other commands);
+- ``Translates``: ``translate(x)``, images of the other domain (image-to-image models).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from genlab.errors import CheckpointError
+
+
+class Capability(ABC):  # noqa: B024 - a marker base; each capability adds its own abstract methods
+    """Base of every capability mixin."""
+
+
+class Encodes(Capability):
+    """Maps images [B, C, H, W] to codes [B, latent_dim]."""
+
+    latent_dim: int
+
+    @abstractmethod
+    def encode(self, x: Tensor) -> Tensor: ...
+
+
+class Decodes(Capability):
+    """Maps codes [B, latent_dim] to images [B, C, H, W] in [0, 1]."""
+
+    latent_dim: int
+
+    @abstractmethod
+    def decode(self, z: Tensor) -> Tensor: ...
+
+
+class HasPrior(Decodes):
+    """Draws codes from a prior of its own, so it generates new images."""
+
+    @abstractmethod
+    def sample_latent(
+        self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor: ...
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """n new images [n, C, H, W] in [0, 1]."""
+        return self.decode(self.sample_latent(n, temperature=temperature, generator=generator))
+
+
+class Conditional(Capability):
+    """Generates images of a requested class; ``decode(z, labels)`` takes class indices."""
+
+    num_classes: int
+
+    @abstractmethod
+    def class_labels(self, n: int, label: int | None = None) -> Tensor: ...
+
+
+class ScoresAnomalies(Capability):
+    """Scores images [B, C, H, W] -> [B]; higher means less like the training data."""
+
+    @abstractmethod
+    def score(self, x: Tensor) -> Tensor: ...
+
+
+class Reconstructs(Capability):
+    """Maps images to their reconstructions, same shape, in the pixel range."""
+
+    @abstractmethod
+    def reconstruct(self, x: Tensor) -> Tensor: ...
+
+
+class Variational(Encodes):
+    """Has an encoder distribution q(z|x) = N(μ, σ²) and a decoder likelihood p(x|z): an
+    ELBO, an importance-weighted bound on log p(x), and −ELBO anomaly scores."""
+
+    likelihood: str
+
+    @abstractmethod
+    def encode_distribution(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    @abstractmethod
+    def decode_logits(self, z: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def reconstruction_nll(self, logits: Tensor, x: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def negative_elbo(
+        self, x: Tensor, *, num_samples: int = 1, generator: torch.Generator | None = None
+    ) -> Tensor: ...
+
+
+class Classifies(Capability):
+    """Predicts class logits [B, num_classes] and exposes its penultimate features."""
+
+    num_classes: int
+
+    @abstractmethod
+    def features(self, x: Tensor) -> Tensor: ...
+
+
+class Translates(Capability):
+    """Maps images of one domain to the other (image-to-image translation)."""
+
+    @abstractmethod
+    def translate(self, x: Tensor) -> Tensor: ...
+
+
+CAPABILITIES: tuple[type[Capability], ...] = (
+    Encodes,
+    Decodes,
+    HasPrior,
+    Conditional,
+    ScoresAnomalies,
+    Reconstructs,
+    Variational,
+    Classifies,
+    Translates,
+)
+
+
+def capabilities_of(model: object) -> list[str]:
+    """The names of the capabilities ``model`` declares, in the table's order."""
+    return [c.__name__ for c in CAPABILITIES if isinstance(model, c)]
+
+
+def require(model: object, capability: type[Capability], *, to: str) -> None:
+    """Refuse, with one message, a model that does not declare ``capability``; ``to`` says
+    what the command wanted to do ("be sampled", "score images", ...)."""
+    if isinstance(model, capability):
+        return
+    declared = ", ".join(capabilities_of(model)) or "nothing"
+    summary = " ".join((capability.__doc__ or "").split()).rstrip(".")
+    name = type(model).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    raise CheckpointError(
+        f"{article} {name} checkpoint cannot {to}: its model does not declare "
+        f"{capability.__name__} ({summary[0].lower() + summary[1:]}); it declares {declared}. "
+        f"Use a model that does (see the README's model tables), or derive your model from "
+        f"genlab.models.capabilities.{capability.__name__}"
+    )

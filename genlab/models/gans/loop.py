@@ -1,0 +1,251 @@
+"""The GAN: a generator G maps noise z ~ N(0, I) to images, a discriminator (or critic) D
+scores images as real or generated, and the two are trained in turn with Lightning's manual
+optimization, each with its own optimizer. G and D are injected networks (see
+genlab.nn.gan); the adversarial loss is chosen by name (see ``losses``).
+
+Scheduling (Algorithm 1 of Goodfellow et al., k = ``d_steps``, the n_critic of the
+Wasserstein papers): Lightning hands one real batch to each training step, so every step
+updates D once, on that batch and on fresh fakes, and every k-th step then updates G once on
+fresh noise. G thus takes one step per k D steps, and each D step sees a new real batch.
+Lightning counts the steps of both optimizers in ``trainer.global_step`` (and so in
+``trainer.max_steps``): a batch is 1 + 1/k of them on average. Under DDP each backward pass
+leaves one network without gradients, so multi-process runs need
+``trainer.strategy=ddp_find_unused_parameters_true``.
+
+Images arrive in [0, 1]; D sees them mapped to [-1, 1], the range of G's tanh output, and
+``decode`` maps G's output back to [0, 1].
+
+Logged: ``train/d_loss`` and ``train/d_real``, ``train/d_fake`` (the batch means of D on real
+images and on fakes) every D step; ``train/g_loss`` and ``train/g_grad_norm`` (the L2 norm of
+all of G's gradients after its backward pass, before clipping and the step) every G step;
+``val/d_real``, ``val/d_fake`` (and ``test/...``) on the validation (test) images against as
+many fakes. For the cross-entropy losses (bce, minimax) d_real and d_fake are probabilities
+D(x) in (0, 1); for the others (wasserstein, hinge, least_squares) they are the raw scores
+(for a Wasserstein critic, d_real − d_fake estimates the Wasserstein distance). A generator
+gradient norm falling towards zero while d_fake sinks to 0 is the vanishing-gradient
+failure; d_real and d_fake swinging back and forth is non-convergence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from genlab.errors import ConfigError
+from genlab.models.base import GenlabModule, OptimizerFactory, build_optimizer
+from genlab.models.capabilities import HasPrior
+from genlab.models.gans.losses import adversarial_loss
+
+# The checkpoint entry holding the update counters.
+UPDATES_KEY = "gan_updates"
+
+
+class GAN(GenlabModule, HasPrior):
+    """A generator and a discriminator trained against each other with ``loss``.
+
+    ``generator``: noise [B, latent_dim] -> images [B, C, H, W] in [-1, 1]; ``discriminator``:
+    images in [-1, 1] -> scores [B]. ``d_steps`` is Algorithm 1's k. ``optimizer_g`` and
+    ``optimizer_d`` are optimizer factories (``params`` -> optimizer); both optimizers'
+    states go into every checkpoint. ``grad_clip_norm`` clips each network's gradient norm
+    before its step (Lightning's ``trainer.gradient_clip_val`` does not apply to manual
+    optimization). Subclasses add a term to D's loss (``discriminator_penalty``), act after
+    each D step (``after_discriminator_step``) or condition both networks on labels
+    (``batch_labels``, ``generate``, ``discriminate``).
+    """
+
+    # No validation loss means anything for a GAN: keep the latest checkpoint only.
+    checkpoint_monitor = None
+
+    def __init__(
+        self,
+        *,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        in_channels: int = 1,
+        image_size: int = 28,
+        latent_dim: int = 100,
+        loss: str = "bce",
+        d_steps: int = 1,
+        grad_clip_norm: float | None = None,
+        optimizer_g: OptimizerFactory | None = None,
+        optimizer_d: OptimizerFactory | None = None,
+    ) -> None:
+        super().__init__()
+        for name, network in (("generator", generator), ("discriminator", discriminator)):
+            if not isinstance(network, nn.Module):
+                raise ConfigError(
+                    f"model.{name} must be a network, a config node with a _target_ such as "
+                    f"genlab.nn.gan.ConvGenerator (got {type(network).__name__})"
+                )
+        if latent_dim < 1:
+            raise ConfigError(f"model.latent_dim must be at least 1 (got {latent_dim}); try 100")
+        if getattr(generator, "latent_dim", latent_dim) != latent_dim:
+            raise ConfigError(
+                f"model.generator takes noise of {generator.latent_dim} dimensions but "
+                f"model.latent_dim={latent_dim}; set model.generator.latent_dim: ${{..latent_dim}}"
+            )
+        if d_steps < 1:
+            raise ConfigError(
+                f"model.d_steps, the discriminator (critic) steps per generator step, must be "
+                f"at least 1 (got {d_steps})"
+            )
+        if grad_clip_norm is not None and grad_clip_norm <= 0:
+            raise ConfigError(
+                f"model.grad_clip_norm must be positive, or null for no clipping "
+                f"(got {grad_clip_norm})"
+            )
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.image_shape = (in_channels, image_size, image_size)
+        self.latent_dim = latent_dim
+        self.adversarial_loss = adversarial_loss(loss)
+        self.d_steps = d_steps
+        self.grad_clip_norm = grad_clip_norm
+        self.optimizer_g = optimizer_g
+        self.optimizer_d = optimizer_d
+        # Updates so far, saved in checkpoints so a resumed run keeps the k-step rhythm.
+        self.d_updates = 0
+        self.g_updates = 0
+        self.register_fixed_noise(latent_dim)
+
+    # The networks, and the hooks subclasses specialise.
+
+    def batch_labels(self, y: Tensor) -> Tensor | None:
+        """The labels the networks are conditioned on: none, for an unconditional GAN."""
+        return None
+
+    def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Noise [B, latent] -> G's images [B, C, H, W] in [-1, 1]."""
+        return self.generator(z)
+
+    def discriminate(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Images [B, C, H, W] in [-1, 1] -> D's scores [B]."""
+        return self.discriminator(x)
+
+    def discriminator_penalty(
+        self, real: Tensor, fake: Tensor, labels: Tensor | None
+    ) -> Tensor | None:
+        """A term added to D's loss, from the real and fake images in [-1, 1]; None here."""
+        return None
+
+    def after_discriminator_step(self) -> None:
+        """Runs after every D step (WGAN clips the critic's weights here)."""
+
+    # Sampling, the interface of `genlab sample` and `genlab interpolate`.
+
+    def sample_latent(
+        self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """n noise vectors [n, latent] from N(0, I), their spread scaled by ``temperature``."""
+        return temperature * self.noise(n, self.latent_dim, generator=generator)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Noise [B, latent] -> images [B, C, H, W] in [0, 1]."""
+        return (self.generate(z) + 1) / 2
+
+    @torch.no_grad()
+    def image_grids(self, x: Tensor) -> dict[str, list[Tensor]]:
+        """The grid logged every validation epoch: G's images of ``fixed_z``, 8 per row.
+        ``x``, a fixed validation batch, is not needed."""
+        return {"val/samples": list(self.decode(self.fixed_z).split(self.SAMPLES_PER_ROW))}
+
+    # Training.
+
+    def _clip(self, optimizer: Any) -> None:
+        if self.grad_clip_norm is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm"
+            )
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        labels = self.batch_labels(y)
+        real = x * 2 - 1
+        n = x.shape[0]
+        loss = self.adversarial_loss
+        opt_g, opt_d = self.optimizers()
+
+        with self.toggled_optimizer(opt_d):
+            with torch.no_grad():
+                fake = self.generate(self.sample_latent(n), labels)
+            # Real and fake in separate batches, as DCGAN does: each batch-norm batch is pure.
+            real_scores = self.discriminate(real, labels)
+            fake_scores = self.discriminate(fake, labels)
+            d_loss = loss.discriminator(real_scores, fake_scores)
+            penalty = self.discriminator_penalty(real, fake, labels)
+            if penalty is not None:
+                d_loss = d_loss + penalty
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            self._clip(opt_d)
+            opt_d.step()
+        self.after_discriminator_step()
+        self.d_updates += 1
+        d_terms = {
+            "d_loss": d_loss,
+            "d_real": loss.summarize(real_scores),
+            "d_fake": loss.summarize(fake_scores),
+        }
+        self.log_terms(d_terms, "train", batch_size=n, prog_bar="d_loss")
+        if self.d_updates % self.d_steps:
+            return
+
+        with self.toggled_optimizer(opt_g):
+            # Fresh noise, as in Algorithm 1; D's weights are frozen by the toggle.
+            g_loss = loss.generator(
+                self.discriminate(self.generate(self.sample_latent(n), labels), labels)
+            )
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(g_loss)
+            grads = [p.grad for p in self.generator.parameters() if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads)
+            self._clip(opt_g)
+            opt_g.step()
+        self.g_updates += 1
+        # Logged at G steps only; Lightning writes the latest value at each logging step.
+        g_terms = {"g_loss": g_loss, "g_grad_norm": grad_norm}
+        self.log_terms(g_terms, "train", batch_size=n, prog_bar="g_loss")
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
+        """D on the split's images against as many fakes, from noise seeded by the batch
+        index so that every epoch compares against the same draws."""
+        x, y = batch
+        labels = self.batch_labels(y)
+        generator = torch.Generator().manual_seed(batch_idx)
+        fake = self.generate(self.sample_latent(x.shape[0], generator=generator), labels)
+        summarize = self.adversarial_loss.summarize
+        terms = {
+            "d_real": summarize(self.discriminate(x * 2 - 1, labels)),
+            "d_fake": summarize(self.discriminate(fake, labels)),
+        }
+        self.log_terms(terms, stage, batch_size=x.shape[0])
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """[G's optimizer, D's optimizer], in the order ``training_step`` unpacks them."""
+        return [
+            build_optimizer(self.optimizer_g, self.generator.parameters(), key="model.optimizer_g"),
+            build_optimizer(
+                self.optimizer_d, self.discriminator.parameters(), key="model.optimizer_d"
+            ),
+        ]
+
+    # Checkpoints.
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[UPDATES_KEY] = {"d": self.d_updates, "g": self.g_updates}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        updates = checkpoint.get(UPDATES_KEY, {})
+        self.d_updates = int(updates.get("d", 0))
+        self.g_updates = int(updates.get("g", 0))
