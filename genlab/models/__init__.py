@@ -16,6 +16,7 @@ from genlab.models.base import GenlabModule
 from genlab.models.classifier import Classifier
 from genlab.models.gans import GAN, WGAN, WGANGP, ConditionalGAN
 from genlab.models.reconstruction import ReconstructionModel
+from genlab.models.tcvae import BetaTCVAE
 from genlab.models.vae import ConvVariationalAutoencoder, VariationalAutoencoder
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "WGAN",
     "WGANGP",
     "Autoencoder",
+    "BetaTCVAE",
     "Classifier",
     "ConditionalGAN",
     "ContractiveAutoencoder",
