@@ -49,7 +49,15 @@ def compose(
     stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
     with open_dict(cfg):
         cfg.paths.root_dir = os.getcwd()
+        if command == "train" and cfg.get("resume") and output_dir is None:
+            output_dir = cfg.resume
         cfg.paths.output_dir = str(output_dir or Path("outputs") / command / stamp)
+    if command == "train":
+        from genlab.commands.resume import checkpoint_to_resume, resumed_config
+
+        if checkpoint_to_resume(cfg) is not None:
+            # As the CLI does: the checkpoint's config, these overrides on top.
+            cfg = resumed_config(cfg, extra)
     return cfg
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,29 +27,27 @@ from genlab.trust import trusted_modules as trusted_modules_of
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's contents, loaded without executing code from it."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} does not exist; pass ckpt=PATH to a .ckpt file written by "
-            "genlab train, e.g. outputs/train/DATE/TIME/checkpoints/last.ckpt"
-        )
+    check_checkpoint_file(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch names the global it blocked; anything else is a file that is not a pickle.
         blocked = re.search(r"unsupported (?:GLOBAL|global)[: ]+(\S+)", str(exc), re.IGNORECASE)
         if blocked is None:
-            raise CheckpointError(
-                f"{path} is not a readable checkpoint (not a torch file, or corrupt)"
-            ) from None
+            raise not_a_checkpoint(path) from None
         raise CheckpointError(
             f"refused to load {path}: it holds a Python object ({blocked.group(1)}) that could "
             "run code when unpickled; genlab loads only tensors and plain values. Use a "
             "checkpoint written by genlab train."
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+    except PermissionError:
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or not a torch file): {exc}"
+            f"cannot read checkpoint {path}: permission denied; check the file's permissions"
         ) from None
+    except Exception:
+        # Text, random bytes or a truncated file fail anywhere in torch's readers (EOFError,
+        # IndexError, KeyError, struct.error, RuntimeError, ...): all mean the same to a user.
+        raise not_a_checkpoint(path) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a Lightning checkpoint: it has no state_dict")
     if CONFIG_KEY not in checkpoint:
@@ -58,6 +55,36 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} was not written by genlab train: it has no genlab_config entry"
         )
     return checkpoint
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """A clear error for a path that is not a file: missing, or a directory (a run
+    directory given where its checkpoint was meant, most likely)."""
+    if path.is_dir():
+        inside = [path / "checkpoints" / "last.ckpt", path / "last.ckpt"]
+        found = next((c for c in inside if c.is_file()), None)
+        hint = (
+            f"did you mean {found}?"
+            if found is not None
+            else "pass the path of a .ckpt file inside it, e.g. RUN_DIR/checkpoints/last.ckpt"
+        )
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file; {hint}")
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; pass ckpt=PATH to a .ckpt file written by "
+            "genlab train, e.g. outputs/train/DATE/TIME/checkpoints/last.ckpt"
+        )
+
+
+def not_a_checkpoint(path: Path) -> CheckpointError:
+    """The error for a file torch cannot read. torch's own messages are left out: they name
+    its internals (list index out of range, KeyError: 101) or advise retrying with
+    weights_only=False, which would let the file run code."""
+    return CheckpointError(
+        f"{path} is not a readable checkpoint: not a torch checkpoint file, or a truncated or "
+        f"corrupt one ({path.stat().st_size} bytes); pass a .ckpt file written by genlab "
+        "train, e.g. outputs/train/DATE/TIME/checkpoints/last.ckpt"
+    )
 
 
 def _training_only(value: Any) -> bool:

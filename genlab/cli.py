@@ -62,6 +62,8 @@ Tab completion of commands, config groups and keys (bash, zsh):
 """
 
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
+# Hydra options that print something and create no run directory.
+NO_RUN_DIR_FLAGS = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "--version")
 
 
 def usage() -> str:
@@ -145,6 +147,59 @@ def complete(args: list[str]) -> int:
     return 0
 
 
+def _override(args: list[str], key: str) -> str | None:
+    """The value the command line gives ``key`` (``key=V``, ``+key=V``, ``++key=V``), the
+    last one winning, without quotes; None when it gives none."""
+    value = None
+    for arg in args:
+        name, sep, given = arg.lstrip("+").partition("=")
+        if sep and name == key:
+            value = given.strip("'\"")
+    return value
+
+
+def run_dir_problem(command: str, args: list[str], cwd: Path | None = None) -> str | None:
+    """Why the run directory of ``genlab COMMAND ARGS`` cannot be created, or None.
+
+    Hydra creates it before genlab runs, and fails there with a traceback; checked here, the
+    user gets one line and torch is not even imported. The folder is
+    ``outputs/<command>`` (``outputs/multirun/<command>`` for -m) under the current one,
+    or what hydra.run.dir (hydra.sweep.dir) names up to its first ${...}; its nearest
+    existing parent must be a writable folder."""
+    if any(arg in NO_RUN_DIR_FLAGS for arg in args):
+        return None
+    multirun = "-m" in args or "--multirun" in args
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = _override(args, key)
+    if given is None:
+        folder = Path("outputs", "multirun", command) if multirun else Path("outputs", command)
+    else:
+        folder = Path(given.split("${")[0] or ".").expanduser()
+    folder = (cwd or Path.cwd()) / folder
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        reason = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing} is not writable (permission denied)"
+    else:
+        return None
+    return (
+        f"cannot create the run directory under {folder}: {reason}; run genlab from a "
+        f"writable folder or pass {key}=DIR"
+    )
+
+
+def with_resumed_run_dir(command: str, args: list[str]) -> list[str]:
+    """``genlab train resume=RUN_DIR`` continues in RUN_DIR: Hydra is told to use it as the
+    run directory (its train.log is appended to), unless hydra.run.dir is given."""
+    resume = _override(args, "resume") if command == "train" else None
+    if not resume or _override(args, "hydra.run.dir") is not None:
+        return args
+    return [*args, f"hydra.run.dir={Path(resume).expanduser().resolve()}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in COMPLETION_FLAGS:
@@ -157,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genlab: unknown command {command!r}\n", file=sys.stderr)
         print(usage(), end="", file=sys.stderr)
         return 2
+    rest = with_resumed_run_dir(command, rest)
+    problem = run_dir_problem(command, rest)
+    if problem is not None:
+        print(f"genlab {command}: error: {problem}", file=sys.stderr)
+        return 1
     _run_app(command, rest)
     return 0
 

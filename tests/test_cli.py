@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import FAST, make_idx_dataset, run_genlab
 
 
@@ -145,3 +146,188 @@ def test_checkpoint_command_help_lists_only_its_groups(tmp_path: Path) -> None:
         check=True,
     )
     assert install.stdout.rstrip().endswith("hydra_bash_completion genlab")
+
+
+# Bad command-line values of the checkpoint commands: one line, exit 1, before torch loads.
+
+REFUSE_WITHOUT_TORCH = (
+    "import sys, genlab.cli\n"
+    "try:\n"
+    "    rc = genlab.cli.main(sys.argv[1:])\n"
+    "except SystemExit as stop:\n"
+    "    rc = stop.code\n"
+    "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    "sys.exit(rc)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "message"),
+    [
+        ("sample", "n=abc", "n must be an integer (got 'abc'); e.g. n=64"),
+        ("sample", "seed=abc", "seed must be an integer (got 'abc'); e.g. seed=0"),
+        ("sample", "n=0", "n must be at least 1 (got 0)"),
+        ("sample", "mode=grid", "mode='grid' is not one of prior, manifold"),
+        ("interpolate", "steps=abc", "steps, the points on each path, must be an integer"),
+        ("interpolate", "steps=1", "steps, the points on each path, must be at least 2 (got 1)"),
+        ("arithmetic", "plus.label=abc", "plus.label, a class, must be an integer or null"),
+        ("embed", "method=umap", "method='umap' is not one of pca, tsne"),
+        ("evaluate", "k=abc", "k, the importance samples per image, must be an integer or null"),
+        ("evaluate", "batch_size=abc", "batch_size must be an integer (got 'abc')"),
+        ("anomaly", "batch_size=2.5", "batch_size must be an integer (got 2.5)"),
+    ],
+)
+def test_bad_option_values_are_refused_before_torch_is_imported(
+    tmp_path: Path, command: str, option: str, message: str
+) -> None:
+    # The checkpoint does not exist either: the option is checked first, at once.
+    result = subprocess.run(
+        [sys.executable, "-c", REFUSE_WITHOUT_TORCH, command, "ckpt=missing.ckpt", option],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"genlab {command}: error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# The run directory.
+
+
+def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for args in (
+        ["train", f"hydra.run.dir={blocker}/run"],
+        ["sample", "ckpt=x.ckpt", f"++hydra.run.dir={blocker}/sub/run"],
+        ["train", "-m", "model=ae,vae", f"hydra.sweep.dir={blocker}/" + "${now:%H}"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", REFUSE_WITHOUT_TORCH, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 1, result.stderr
+        assert f"genlab {args[0]}: error: cannot create the run directory under" in result.stderr
+        assert f"{blocker} is a file, not a folder" in result.stderr
+        key = "hydra.sweep.dir" if "-m" in args else "hydra.run.dir"
+        assert f"pass {key}=DIR" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_an_unwritable_output_folder_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genlab.cli import run_dir_problem
+
+    # Tests run as root, whom permission bits do not stop: os.access stands in for them.
+    monkeypatch.setattr("genlab.cli.os.access", lambda path, mode: Path(path) != tmp_path)
+    problem = run_dir_problem("train", ["model=ae"], cwd=tmp_path)
+    assert problem == (
+        f"cannot create the run directory under {tmp_path / 'outputs' / 'train'}: {tmp_path} "
+        "is not writable (permission denied); run genlab from a writable folder or pass "
+        "hydra.run.dir=DIR"
+    )
+    assert str(tmp_path / "outputs" / "multirun" / "sample") in run_dir_problem(
+        "sample", ["-m", "n=1,2"], cwd=tmp_path
+    )
+    # Elsewhere, or where nothing is created, nothing is in the way.
+    elsewhere = tmp_path.parent / "elsewhere"
+    assert run_dir_problem("train", [f"hydra.run.dir={elsewhere}"], cwd=tmp_path) is None
+    assert run_dir_problem("train", ["--cfg", "job"], cwd=tmp_path) is None
+    assert run_dir_problem("train", ["--help"], cwd=tmp_path) is None
+
+
+# Failed runs and sweeps.
+
+
+def test_a_failed_run_ends_its_log_with_the_error(tmp_path: Path) -> None:
+    result = run_genlab("train", "model=ae", "model.latent_dim=0", *FAST, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "genlab train: error: model.latent_dim must be at least 1" in result.stderr
+    (log,) = (tmp_path / "outputs" / "train").glob("*/*/train.log")
+    last = log.read_text().strip().splitlines()[-1]
+    assert "[ERROR] - genlab train: error: model.latent_dim must be at least 1 (got 0)" in last
+
+
+def test_a_sweep_runs_every_job_and_reports_the_failed_one(tmp_path: Path) -> None:
+    root = make_idx_dataset(tmp_path / "mnist", n_train=40, n_test=10)
+    result = run_genlab(
+        "train",
+        "-m",
+        "model=ae",
+        "model.latent_dim=2,0,4",
+        "data=mnist",
+        f"data.root={root}",
+        *FAST,
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",
+        "test=false",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    sweep = tmp_path / "sweep"
+    # Jobs 0 and 2 trained in spite of job 1.
+    for job in ("0", "2"):
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file(), job
+        assert not (sweep / job / "error.txt").exists()
+    error = "model.latent_dim must be at least 1 (got 0)"
+    assert error in (sweep / "1" / "error.txt").read_text()
+    assert error in (sweep / "1" / "train.log").read_text().strip().splitlines()[-1]
+    summary = result.stderr[result.stderr.index("jobs of the sweep failed") :]
+    assert "genlab train: 1 of 3 jobs of the sweep failed" in result.stderr
+    assert "#1 model=ae model.latent_dim=0" in summary and error in summary
+    assert str(sweep / "1" / "error.txt") in summary
+
+
+def test_a_crashed_sweep_job_is_recorded_and_the_sweep_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from hydra.core.utils import JobReturn, JobStatus
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from genlab.commands.common import FailedJobs
+
+    def job(num: int, exc: Exception | None) -> tuple:
+        config = OmegaConf.create(
+            {
+                "task": "train",
+                "hydra": {
+                    "mode": RunMode.MULTIRUN,
+                    "runtime": {"output_dir": str(tmp_path / str(num))},
+                    "job": {"num": num},
+                },
+            }
+        )
+        (tmp_path / str(num)).mkdir()
+        done = JobReturn(overrides=[f"model.latent_dim={num}"])
+        done.status = JobStatus.FAILED if exc else JobStatus.COMPLETED
+        done.return_value = exc
+        return config, done
+
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError as exc:
+        bug = exc
+    report = FailedJobs()
+    report.on_multirun_start(config=OmegaConf.create())
+    for num, exc in ((0, None), (1, bug)):
+        config, done = job(num, exc)
+        report.on_job_end(config=config, job_return=done)
+        # Handled, so that Hydra goes on to the summary instead of re-raising it.
+        assert done.status == JobStatus.COMPLETED
+    written = (tmp_path / "1" / "error.txt").read_text()
+    assert "Traceback" in written and "RuntimeError: a bug" in written
+    with pytest.raises(SystemExit) as stop:
+        report.on_multirun_end(config=config)
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "genlab train: 1 of 2 jobs of the sweep failed" in err
+    assert "#1 model.latent_dim=1" in err and "RuntimeError: a bug" in err

@@ -113,7 +113,7 @@ def test_callbacks_instantiate(callbacks: str, tmp_path: Path) -> None:
     cfg = compose_train(tmp_path, f"callbacks={callbacks}")
     built = [instantiate(c) for c in cfg.callbacks.values()]
     assert all(isinstance(c, pl.Callback) for c in built)
-    assert len(built) == (3 if callbacks == "default" else 0)
+    assert len(built) == (4 if callbacks == "default" else 0)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))

@@ -123,9 +123,18 @@ def test_an_autoencoder_is_measured_through_a_prior_fitted_to_its_codes(
     assert metrics["samples/fid"] >= 0 and "test/recon_error" in metrics
 
 
-def test_k_zero_skips_the_likelihood(workdir: Path, vae_ckpt: Path) -> None:
-    metrics = evaluate(config(workdir, f"ckpt={vae_ckpt}", "k=0"))
-    assert set(metrics) == {"test/recon_error", "test/mse_per_pixel"}
+def test_k_zero_skips_the_likelihood_and_says_so(
+    workdir: Path, vae_ckpt: Path, ae_ckpt: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run, results, out = evaluate_cli(workdir, f"ckpt={vae_ckpt}", "k=0")
+    assert set(results["metrics"]) == {"test/recon_error", "test/mse_per_pixel"}
+    assert "k=0: the ELBO and the log-likelihood bound are skipped" in out
+    assert results["skipped"] == ["elbo", "log_likelihood"]
+    assert results["settings"]["k"] == 0
+    # An autoencoder has no likelihood: k=0 (its default) skips nothing.
+    evaluate(config(workdir, f"ckpt={ae_ckpt}", "k=0"))
+    assert "skipped" not in capsys.readouterr().out
+    assert json.loads((workdir / "inprocess" / "metrics.json").read_text())["skipped"] == []
 
 
 def test_classifier_checkpoint_reports_accuracy(workdir: Path, classifier_ckpt: Path) -> None:
@@ -157,7 +166,7 @@ def test_features_inception_says_what_is_missing(workdir: Path, vae_ckpt: Path) 
         ("classifier", ["features=CLASSIFIER"], CheckpointError, "does not declare Decodes"),
         ("vae", ["features=AE"], CheckpointError, "holds an Autoencoder, not a classifier"),
         ("vae", ["features=missing.ckpt"], CheckpointError, "missing.ckpt does not exist"),
-        ("vae", ["k=-1"], ConfigError, "must be >= 0"),
+        ("vae", ["k=-1"], ConfigError, "must be at least 0"),
         ("ae", ["probe_labels=5"], ConfigError, "add probe=true"),
         ("ae", ["probe=true", "probe_labels=100000"], ConfigError, "between 1 and the"),
     ],

@@ -18,7 +18,7 @@ from conftest import FAST, make_idx_dataset, run_genlab
 import genlab
 from genlab import trust
 from genlab.commands.common import CONFIG_DIR
-from genlab.errors import CheckpointError
+from genlab.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -193,10 +193,8 @@ def test_user_model_works_with_every_checkpoint_command(user_run: Path, tmp_path
 def test_user_checkpoint_is_refused_until_trusted(user_run: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"trusted_modules=\[mymodels\]"):
         genlab.load(user_run)
-    result = run_genlab("sample", f"ckpt={user_run}", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "GENLAB_TRUSTED_MODULES=mymodels" in result.stderr
-    assert "Traceback" not in result.stderr
+    with pytest.raises(CheckpointError, match="GENLAB_TRUSTED_MODULES=mymodels"):
+        in_process("sample", f"ckpt={user_run}", out=tmp_path / "s")
 
 
 def test_a_planted_checkpoint_never_imports_its_class(
@@ -218,8 +216,8 @@ def test_a_planted_checkpoint_never_imports_its_class(
     )
     with pytest.raises(CheckpointError, match="evilmod.Evil"):
         genlab.load(planted)
-    result = run_genlab("evaluate", f"ckpt={planted}", cwd=tmp_path)
-    assert result.returncode == 1 and "refused to load" in result.stderr
+    with pytest.raises(CheckpointError, match="refused to load"):
+        in_process("evaluate", f"ckpt={planted}", out=tmp_path / "e")
     assert not marker.exists()
     assert "evilmod" not in sys.modules
 
@@ -256,11 +254,11 @@ def test_checkpoint_of_the_previous_layout_is_refused_by_version(tmp_path: Path)
 def test_unimportable_target_fails_before_training(tmp_path: Path) -> None:
     (tmp_path / "conf" / "model").mkdir(parents=True)
     (tmp_path / "conf" / "model" / "typo.yaml").write_text("_target_: nosuchpkg.models.Thing\n")
-    result = run_genlab("train", "--config-dir", "conf", "model=typo", *FAST, cwd=tmp_path)
-    assert result.returncode == 1
-    assert "model._target_=nosuchpkg.models.Thing cannot be imported" in result.stderr
-    assert "PYTHONPATH" in result.stderr
-    assert "Traceback" not in result.stderr
+    cfg = genlab.compose("train", ["model=typo", *FAST], config_dir=tmp_path / "conf")
+    with pytest.raises(ConfigError) as err:
+        genlab.train(cfg)
+    assert "model._target_=nosuchpkg.models.Thing cannot be imported" in str(err.value)
+    assert "PYTHONPATH" in str(err.value)
 
 
 def test_python_api_trains_and_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

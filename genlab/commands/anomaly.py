@@ -19,8 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from genlab.atomic import atomic_path, write_json
-from genlab.commands.common import CONFIG_DIR, run_command
-from genlab.errors import ConfigError
+from genlab.commands.common import CONFIG_DIR, check_int, run_command
 
 
 def normal_classes(classes: Sequence[int | str] | None, class_names: list[str]) -> list[int]:
@@ -65,7 +64,15 @@ def write_csv(path: Path, labels: Any, scores: dict[str, Any]) -> Path:
     return path
 
 
+def check_options(cfg: DictConfig) -> None:
+    check_int(cfg, "elbo_samples", minimum=1, example=10, what="the draws of z per image")
+    check_int(cfg, "batch_size", minimum=1, example=500)
+    check_int(cfg, "seed")
+
+
 def anomaly(cfg: DictConfig) -> dict[str, Any]:
+    # Before torch is imported: a mistyped option is answered at once.
+    check_options(cfg)
     import numpy as np
     import torch
 
@@ -74,10 +81,6 @@ def anomaly(cfg: DictConfig) -> dict[str, Any]:
     from genlab.metrics.roc import auroc, roc_curve
     from genlab.models.capabilities import ScoresAnomalies, require
 
-    if cfg.elbo_samples < 1:
-        raise ConfigError(f"elbo_samples must be at least 1 (got {cfg.elbo_samples})")
-    if cfg.batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1 (got {cfg.batch_size})")
     loaded = checkpointed.load(cfg)
     model = loaded.model
     require(model, ScoresAnomalies, to="score images: it has no reconstruction error")

@@ -13,8 +13,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.commands.common import CONFIG_DIR, run_command
+from genlab.commands.common import CONFIG_DIR, check_int, check_number, run_command
 from genlab.errors import ConfigError
+
+# The sets of images: the vector is mean(plus) - mean(minus), added to the codes of apply.
+SETS = ("plus", "minus", "apply")
 
 
 def select(spec: DictConfig, name: str, labels: Any) -> Any:
@@ -39,18 +42,26 @@ def select(spec: DictConfig, name: str, labels: Any) -> Any:
     return chosen
 
 
+def check_options(cfg: DictConfig) -> None:
+    check_int(cfg, "n", minimum=1, example=8)
+    check_number(cfg, "scale", example=1.0)
+    for name in SETS:
+        check_int(cfg, f"{name}.label", optional=True, minimum=0, example=7, what="a class")
+    check_int(cfg, "seed")
+
+
 def arithmetic(cfg: DictConfig) -> dict[str, Any]:
+    # Before torch is imported: a mistyped option is answered at once.
+    check_options(cfg)
     import torch
 
     from genlab.commands import checkpointed
     from genlab.viz import rows_grid, save_png
 
-    if cfg.n < 1:
-        raise ConfigError(f"n must be at least 1 (got {cfg.n})")
     loaded = checkpointed.load(cfg)
     model = loaded.model
     dataset = checkpointed.split(checkpointed.datamodule(loaded, cfg.data), cfg.split)
-    sets = {name: select(cfg[name], name, dataset.labels) for name in ("plus", "minus", "apply")}
+    sets = {name: select(cfg[name], name, dataset.labels) for name in SETS}
 
     def mean_code(index: torch.Tensor) -> torch.Tensor:
         images, _ = dataset[index]

@@ -13,8 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from genlab.atomic import atomic_path
-from genlab.commands.common import CONFIG_DIR, run_command
-from genlab.errors import ConfigError
+from genlab.commands.common import CONFIG_DIR, check_choice, check_int, run_command
 
 METHODS = ("pca", "tsne")
 
@@ -40,15 +39,21 @@ def project(codes: Any, *, method: str, seed: int) -> tuple[Any, str]:
     return torch.from_numpy(points).float(), "t-SNE"
 
 
+def check_options(cfg: DictConfig) -> None:
+    check_choice(cfg, "method", METHODS)
+    check_int(cfg, "max_points", minimum=2, example=5000, what="the points plotted")
+    check_int(cfg, "seed")
+
+
 def embed(cfg: DictConfig) -> dict[str, Any]:
+    # Before torch is imported: a mistyped option is answered at once.
+    check_options(cfg)
     import numpy as np
     import torch
 
     from genlab.commands import checkpointed
     from genlab.viz import scatter_png
 
-    if cfg.method not in METHODS:
-        raise ConfigError(f"method={cfg.method!r} is not one of {', '.join(METHODS)}")
     loaded = checkpointed.load(cfg)
     dm = checkpointed.datamodule(loaded, cfg.data)
     dataset = checkpointed.split(dm, cfg.split)

@@ -25,7 +25,13 @@ import hydra
 from omegaconf import DictConfig
 
 from genlab.atomic import write_json
-from genlab.commands.common import CONFIG_DIR, run_command
+from genlab.commands.common import (
+    CONFIG_DIR,
+    check_bool,
+    check_int,
+    check_number,
+    run_command,
+)
 from genlab.errors import CheckpointError, ConfigError
 
 # Importance samples per image when a VAE is evaluated without an explicit k.
@@ -35,16 +41,24 @@ SETTINGS = ("features", "num_samples", "pr_k", "coverage_threshold", "probe_labe
 
 
 def check_options(cfg: DictConfig) -> None:
-    if cfg.num_samples < 2:
-        raise ConfigError(f"num_samples must be at least 2 (got {cfg.num_samples})")
-    if cfg.pr_k < 1:
-        raise ConfigError(f"pr_k must be at least 1 (got {cfg.pr_k})")
-    if cfg.k is not None and cfg.k < 0:
-        raise ConfigError(f"k, the importance samples per image, must be >= 0 (got {cfg.k})")
+    check_int(
+        cfg,
+        "k",
+        optional=True,
+        minimum=0,
+        example=DEFAULT_K,
+        what="the importance samples per image",
+    )
+    check_int(cfg, "num_samples", minimum=2, example=10000)
+    check_int(cfg, "pr_k", minimum=1, example=3)
+    check_number(cfg, "coverage_threshold", example=0.1)
+    check_bool(cfg, "probe")
+    # Its range depends on the training split; the probe checks it.
+    check_int(cfg, "probe_labels", optional=True, example=100)
     if cfg.probe_labels is not None and not cfg.probe:
         raise ConfigError("probe_labels=N sets the linear probe's labels; add probe=true")
-    if cfg.batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1 (got {cfg.batch_size})")
+    check_int(cfg, "batch_size", minimum=1, example=500)
+    check_int(cfg, "seed")
 
 
 def check_requests(model: Any, cfg: DictConfig) -> None:
@@ -220,14 +234,29 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"  {name:<{width}}  {value:.6g}")
 
 
+def skipped_likelihood(model: Any, k: int) -> list[str]:
+    """The likelihood metrics k=0 turns off for a Variational model, said aloud, since their
+    absence from the table would otherwise look like a model without them."""
+    from genlab.models.capabilities import Variational
+
+    if k or not isinstance(model, Variational):
+        return []
+    print(
+        "genlab evaluate: k=0: the ELBO and the log-likelihood bound are skipped; "
+        f"k={DEFAULT_K} (the default) computes them"
+    )
+    return ["elbo", "log_likelihood"]
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    # Before torch is imported: a mistyped option is answered at once.
+    check_options(cfg)
     import torch
 
     from genlab.commands import checkpointed
     from genlab.metrics.samples import generate
     from genlab.models.capabilities import Classifies, Reconstructs, ScoresAnomalies, Variational
 
-    check_options(cfg)
     loaded = checkpointed.load(cfg)
     model, device = loaded.model, loaded.device
     check_requests(model, cfg)
@@ -250,6 +279,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if isinstance(model, Reconstructs):
         metrics |= reconstruction_metrics(model, images(), prefix=prefix)
     k = cfg.k if cfg.k is not None else DEFAULT_K if isinstance(model, Variational) else 0
+    skipped = skipped_likelihood(model, k)
     if k:
         metrics |= likelihood_metrics(model, images(), k=k, seed=cfg.seed, prefix=prefix)
         if model.likelihood == "bernoulli" and not test.binarize:
@@ -292,6 +322,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         "images": len(test),
         "binarized": bool(test.binarize),
         "settings": {key: cfg[key] for key in SETTINGS} | {"k": k},
+        # Metrics this model has but the options turned off, so a reader of metrics.json
+        # can tell them from metrics the model lacks.
+        "skipped": skipped,
         "metrics": metrics,
     }
     path = write_results(results, output_dir=loaded.output_dir, samples=fake)

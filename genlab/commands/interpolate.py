@@ -13,7 +13,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.commands.common import CONFIG_DIR, run_command
+from genlab.commands.common import CONFIG_DIR, check_choice, check_int, run_command
 from genlab.errors import ConfigError
 
 SOURCES = ("data", "prior")
@@ -39,7 +39,16 @@ def pick_pairs(cfg: DictConfig, size: int) -> list[tuple[int, int]]:
     return [(int(i), int(j)) for i, j in pairs]
 
 
+def check_options(cfg: DictConfig) -> None:
+    check_choice(cfg, "source", SOURCES)
+    check_int(cfg, "num_pairs", minimum=1, example=4)
+    check_int(cfg, "steps", minimum=2, example=10, what="the points on each path")
+    check_int(cfg, "seed")
+
+
 def interpolate(cfg: DictConfig) -> dict[str, Any]:
+    # Before torch is imported: a mistyped option is answered at once.
+    check_options(cfg)
     import torch
 
     from genlab.commands import checkpointed
@@ -47,10 +56,6 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
     from genlab.models.capabilities import Encodes, require
     from genlab.viz import rows_grid, save_png
 
-    if cfg.source not in SOURCES:
-        raise ConfigError(f"source={cfg.source!r} is not one of {', '.join(SOURCES)}")
-    if cfg.num_pairs < 1:
-        raise ConfigError(f"num_pairs must be at least 1 (got {cfg.num_pairs})")
     loaded = checkpointed.load(cfg)
     model = loaded.model
     generator = torch.Generator().manual_seed(cfg.seed)

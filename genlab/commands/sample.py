@@ -17,13 +17,30 @@ import hydra
 from omegaconf import DictConfig
 
 from genlab.atomic import write_json
-from genlab.commands.common import CONFIG_DIR, run_command
+from genlab.commands.common import (
+    CONFIG_DIR,
+    check_choice,
+    check_int,
+    check_number,
+    run_command,
+)
 from genlab.errors import CheckpointError, ConfigError
 
 MODES = ("prior", "manifold")
 
 
+def check_options(cfg: DictConfig) -> None:
+    check_choice(cfg, "mode", MODES)
+    check_int(cfg, "n", minimum=1, example=64)
+    check_number(cfg, "extent", example=2.0, positive=True)
+    check_number(cfg, "temperature", example=1.0)
+    check_int(cfg, "label", optional=True, minimum=0, example=7, what="a class index")
+    check_int(cfg, "seed")
+
+
 def sample(cfg: DictConfig) -> dict[str, Any]:
+    # Before torch is imported: a mistyped option is answered at once.
+    check_options(cfg)
     import math
 
     import torch
@@ -33,10 +50,6 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
     from genlab.models.capabilities import Conditional, Decodes, require
     from genlab.viz import make_grid, save_png
 
-    if cfg.mode not in MODES:
-        raise ConfigError(f"mode={cfg.mode!r} is not one of {', '.join(MODES)}")
-    if cfg.n < 1:
-        raise ConfigError(f"n must be at least 1 (got {cfg.n})")
     loaded = checkpointed.load(cfg)
     model = loaded.model
     require(model, Decodes, to="be sampled: it has no decoder")

@@ -1,15 +1,23 @@
 """`genlab train`: fit a model on a dataset, validate every epoch, checkpoint the best and
-the last state, log losses and image grids, and optionally test the best checkpoint."""
+the last state, log losses and image grids, and optionally test the best checkpoint.
+
+Runs survive faults: last.ckpt is always the latest state (every epoch, every
+``checkpoint.every_n_steps`` / ``checkpoint.every_minutes``, and on SIGTERM or Ctrl-C),
+written whole; ``ckpt_path=FILE`` or ``resume=RUN_DIR`` continue a run step-exactly from
+its checkpoint alone (see genlab.commands.resume and genlab.callbacks.checkpoints)."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from genlab.commands.common import CONFIG_DIR, run_command
+from genlab.commands.common import CONFIG_DIR, check_int, check_number, run_command
 from genlab.errors import CheckpointError, ConfigError
 
 # The config nodes whose classes train builds (trainer, callbacks and logger included).
@@ -61,8 +69,155 @@ def note_untrusted(cfg: DictConfig) -> None:
         )
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Fit ``cfg.model`` on ``cfg.data``; returns the final metrics and the objects built."""
+# The marker that claims a run directory for one run.
+CLAIM = ".genlab-run"
+
+
+def claim_run_directory(output_dir: Path, *, resuming: bool) -> None:
+    """Make the run directory this run's alone: two runs started in the same instant must
+    not write into one directory. Processes that Lightning's DDP launcher started for the
+    same run (LOCAL_RANK set) share it."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if resuming or os.environ.get("LOCAL_RANK", "0") != "0":
+        return
+    try:
+        os.close(os.open(output_dir / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        raise ConfigError(
+            f"the run directory {output_dir} is already used by another run; start again "
+            "(a new directory is made per run) or give one with hydra.run.dir=DIR"
+        ) from None
+
+
+def check_devices(cfg: DictConfig) -> None:
+    import torch
+
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} needs a CUDA GPU, and torch "
+            f"{torch.__version__} sees none on this machine; use trainer=cpu, or "
+            "trainer=ddp_cpu for several CPU processes"
+        )
+
+
+def uses_manual_optimization(cfg: DictConfig) -> bool:
+    """Whether the model is one of genlab's GANs, which step their own optimizers."""
+    from hydra.utils import get_class
+
+    from genlab.models.gans import GAN
+
+    target = cfg.model.get("_target_")
+    try:
+        return target is not None and issubclass(get_class(target), GAN)
+    except (ImportError, ValueError, TypeError):
+        return False
+
+
+def adapt_to_manual_optimization(cfg: DictConfig, overrides: list[str] | None) -> None:
+    """Lightning's gradient clipping, gradient accumulation and plain DDP do not apply to a
+    model that steps its own optimizers: hand the first two to the GAN's own options and
+    let DDP allow the network a step leaves without gradients."""
+    trainer, model = cfg.trainer, cfg.model
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None:
+        if trainer.get("gradient_clip_algorithm") not in (None, "norm"):
+            raise ConfigError(
+                "a GAN clips each network's gradient norm (model.grad_clip_norm); "
+                "trainer.gradient_clip_algorithm=value is not supported for it"
+            )
+        if model.get("grad_clip_norm") not in (None, clip):
+            raise ConfigError(
+                f"trainer.gradient_clip_val={clip} and model.grad_clip_norm="
+                f"{model.grad_clip_norm} disagree; set one of them"
+            )
+        model.grad_clip_norm = clip
+        trainer.gradient_clip_val = None
+    accumulate = trainer.get("accumulate_grad_batches") or 1
+    if accumulate != 1:
+        if "accumulate_grad_batches" not in model:
+            raise ConfigError(
+                "trainer.accumulate_grad_batches is not supported by this model, which steps "
+                "its own optimizers and has no model.accumulate_grad_batches option"
+            )
+        model.accumulate_grad_batches = accumulate
+        trainer.accumulate_grad_batches = 1
+    if trainer.get("strategy") == "ddp":
+        trainer.strategy = "ddp_find_unused_parameters_true"
+    typed = [o.lstrip("+~").split("=")[0].split(".")[0] for o in overrides or []]
+    if "optimizer" not in model and "optimizer" in typed:
+        raise ConfigError(
+            "this GAN has its own optimizers, model.optimizer_g and model.optimizer_d, so the "
+            "top-level optimizer= is not used; set e.g. model.optimizer_g.lr=1e-4 "
+            "model.optimizer_d.lr=4e-4 (or their _target_) instead"
+        )
+
+
+# Trainer keys that must be whole numbers, when set (Lightning's own checks fail late and
+# with an AssertionError that names no key).
+TRAINER_INTS = {
+    "max_epochs": -1,
+    "max_steps": -1,
+    "log_every_n_steps": 1,
+    "check_val_every_n_epoch": 1,
+    "accumulate_grad_batches": 1,
+    "num_nodes": 1,
+}
+
+
+def check_values(cfg: DictConfig) -> None:
+    """The values whose mistakes Lightning or torch would report late or without the key:
+    the seed, the trainer's counts, the learning rates, the batch size."""
+    check_int(cfg, "seed", optional=True, what="the random seed")
+    for key, minimum in TRAINER_INTS.items():
+        if cfg.trainer.get(key) is not None:
+            check_int(cfg, f"trainer.{key}", minimum=minimum)
+    if cfg.trainer.get("gradient_clip_val") is not None:
+        check_number(cfg, "trainer.gradient_clip_val", example=1.0, positive=True)
+    for key in ("optimizer.lr", "model.optimizer_g.lr", "model.optimizer_d.lr"):
+        lr = OmegaConf.select(cfg, key)
+        if lr is not None:
+            check_number(cfg, key, example=1e-3)
+            if lr < 0:  # 0 freezes the weights, which has its uses
+                raise ConfigError(f"{key} must not be negative (got {lr}); e.g. {key}=0.001")
+    if cfg.data.get("batch_size") is not None:
+        check_int(cfg, "data.batch_size", minimum=1, example=128)
+
+
+def prepare(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
+    """The config the run uses: resumed from its checkpoint when asked, with the seed
+    actually used and the trainer options a GAN needs."""
+    from genlab.checkpoint import check_version, read_checkpoint
+    from genlab.commands.resume import checkpoint_to_resume, resumed_config
+
+    path = checkpoint_to_resume(cfg)
+    if path is not None:
+        if not path.exists():
+            raise CheckpointError(
+                f"ckpt_path={cfg.ckpt_path} does not exist; point it at a .ckpt file written "
+                "by genlab train, e.g. outputs/train/DATE/TIME/checkpoints/last.ckpt"
+            )
+        if overrides is not None:
+            cfg = resumed_config(cfg, overrides)
+        else:  # composed by genlab.compose, which resumed the config; check the file
+            check_version(read_checkpoint(path), path)
+    check_values(cfg)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        if cfg.seed is None:
+            # Drawn here and written to config.yaml, so the run can be repeated.
+            cfg.seed = secrets.randbelow(2**31)
+        if uses_manual_optimization(cfg):
+            adapt_to_manual_optimization(cfg, overrides)
+    return cfg
+
+
+def train(
+    cfg: DictConfig, overrides: list[str] | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit ``cfg.model`` on ``cfg.data``; returns the final metrics and the objects built.
+    ``overrides`` are the command line's (Hydra's) override strings: given, a resumed run
+    applies them on top of its checkpoint's config (genlab.api.compose does it itself)."""
     # Heavy imports here, so `genlab train --help` and tab completion stay fast.
     import pytorch_lightning as pl
     from hydra.utils import instantiate
@@ -70,20 +225,18 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from pytorch_lightning.utilities import rank_zero_info
 
     from genlab.atomic import write_text
+    from genlab.callbacks.checkpoints import AtomicCheckpointIO, LastCheckpoint
     from genlab.callbacks.run_config import RunConfig
     from genlab.models.base import GenlabModule
 
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise CheckpointError(
-            f"ckpt_path={cfg.ckpt_path} does not exist; point it at a .ckpt file written by "
-            "genlab train, e.g. outputs/train/DATE/TIME/checkpoints/last.ckpt"
-        )
+    cfg = prepare(cfg, overrides)
     check_importable(cfg)
+    check_devices(cfg)
     note_untrusted(cfg)
-    if cfg.seed is not None:
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     output_dir = Path(cfg.paths.output_dir)
+    claim_run_directory(output_dir, resuming=bool(cfg.get("resume")))
     run_config = OmegaConf.to_container(cfg, resolve=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
@@ -99,22 +252,35 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             if monitor is None:
                 callback.filename = "epoch{epoch:03d}"
     # Without a configured ModelCheckpoint (callbacks=none) Lightning would add its own.
-    checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    checkpointing = any(isinstance(c, ModelCheckpoint | LastCheckpoint) for c in callbacks)
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger, enable_checkpointing=checkpointing
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        enable_checkpointing=checkpointing,
+        plugins=[AtomicCheckpointIO()],
     )
 
     if trainer.is_global_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(run_config))
     rank_zero_info(f"genlab train: outputs in {output_dir}")
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    except RuntimeError as exc:
+        if "state_dict" not in str(exc) or cfg.ckpt_path is None:
+            raise
+        raise CheckpointError(
+            f"ckpt_path={cfg.ckpt_path} does not fit the model built with your overrides "
+            f"(a model.* override that changes its shape?): {str(exc).splitlines()[0]}"
+        ) from None
+    for callback in trainer.callbacks:
+        if isinstance(callback, LastCheckpoint):
+            callback.check_stopped()
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint is not None else ""
-    last = checkpoint.last_model_path if checkpoint is not None else ""
     if cfg.test and not trainer.interrupted:
         trainer.test(
             model,
@@ -126,13 +292,24 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if best:
         rank_zero_info(f"genlab train: best checkpoint {best}")
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
         rank_zero_info(f"genlab train: last checkpoint {last}")
-    return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
+    return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer, "cfg": cfg}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics, _ = run_command(train, cfg)
+    from hydra.core.hydra_config import HydraConfig
+
+    from genlab.callbacks.checkpoints import Preempted
+
+    overrides = list(HydraConfig.get().overrides.task)
+    try:
+        metrics, _ = run_command(lambda c: train(c, overrides), cfg)
+    except Preempted as stopped:
+        print(f"genlab train: {stopped}", file=sys.stderr)
+        sys.exit(stopped.exit_code)
     # Returned for Hydra sweepers that optimise a value.
     return metrics.get("val/loss")
 

@@ -107,6 +107,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.binarize = binarize
         self.class_names: list[str] = []
         self.splits: dict[str, TensorImageDataset] = {}
+        # (epoch, batches done) of the checkpoint a run resumes from.
+        self._resume_at: tuple[int, int] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -161,6 +163,19 @@ class ImageDataModule(pl.LightningDataModule):
         x = to_shape(x, channels=self.channels, image_size=self.image_size)
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
 
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands in the data: the epoch and the batches of it already
+        trained on (saved in checkpoints, so a resumed run continues the same order)."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": trainer.current_epoch, "batches": done * trainer.world_size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state:
+            self._resume_at = (int(state["epoch"]), int(state["batches"]))
+
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         dataset = self.splits[split]
         sampler = IndexBatchSampler(
@@ -170,6 +185,7 @@ class ImageDataModule(pl.LightningDataModule):
             # A last batch of one image would break batch norm; drop the remainder in training.
             drop_last=train and len(dataset) > self.batch_size,
             seed=self.seed,
+            skip=self._resume_at if train else None,
         )
         return DataLoader(
             dataset,

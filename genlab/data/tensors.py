@@ -31,20 +31,36 @@ class TensorImageDataset(Dataset):
 
 
 class IndexBatchSampler(Sampler[Tensor]):
-    """Yields one index tensor per batch; reshuffled every epoch from a seeded generator.
+    """Yields one index tensor per batch; shuffled in every epoch by a permutation that
+    depends only on (seed, epoch), so a resumed run draws the order the uninterrupted run
+    drew. ``skip=(epoch, k)`` leaves out the first k batches of that epoch: the ones a run
+    stopped mid-epoch had already trained on.
 
-    Used as a DataLoader's ``sampler`` with ``batch_size=None``. Under DDP, Lightning wraps
-    it so that each process takes its share of the batches.
+    Used as a DataLoader's ``sampler`` with ``batch_size=None``. Lightning tells it the
+    epoch (``set_epoch``); where it cannot (under DDP Lightning wraps the sampler), each
+    pass over it counts as the next epoch. Under DDP each process takes its share.
     """
 
     def __init__(
-        self, size: int, *, batch_size: int, shuffle: bool, drop_last: bool, seed: int
+        self,
+        size: int,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int,
+        skip: tuple[int, int] | None = None,
     ) -> None:
         self.size = size
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.skip = skip
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -52,11 +68,16 @@ class IndexBatchSampler(Sampler[Tensor]):
         return -(-self.size // self.batch_size)
 
     def __iter__(self) -> Iterator[Tensor]:
-        order = (
-            torch.randperm(self.size, generator=self.generator)
-            if self.shuffle
-            else torch.arange(self.size)
-        )
-        yield from order[: len(self) * self.batch_size if self.drop_last else None].split(
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            order = torch.arange(self.size)
+        batches = order[: len(self) * self.batch_size if self.drop_last else None].split(
             self.batch_size
         )
+        if self.skip is not None and self.skip[0] == epoch:
+            batches = batches[self.skip[1] :]
+            self.skip = None
+        yield from batches

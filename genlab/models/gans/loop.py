@@ -10,14 +10,30 @@ fresh noise. G thus takes one step per k D steps, and each D step sees a new rea
 Lightning counts the steps of both optimizers in ``trainer.global_step`` (and so in
 ``trainer.max_steps``): a batch is 1 + 1/k of them on average. Under DDP each backward pass
 leaves one network without gradients, so multi-process runs need
-``trainer.strategy=ddp_find_unused_parameters_true``.
+``trainer.strategy=ddp_find_unused_parameters_true``, which ``genlab train`` sets.
+
+Gradient accumulation (``accumulate_grad_batches`` = N, default 1) makes every update one
+of a batch N times larger, without its memory. A *D update* is N training steps: each
+backpropagates D's loss on its real batch (and fresh fakes) scaled by 1/N, and the N-th
+then clips D's summed gradient, steps D and runs ``after_discriminator_step``. After every
+k-th D update, in that same training step, G takes one update of N fresh-noise batches,
+each backpropagated scaled by 1/N, so G still sees D after its k updates, as in Algorithm
+1. For losses that are batch means and networks that treat images independently (no batch
+norm, no dropout draws to match) an update from N batches of b images thus equals one from
+a single batch of N·b images. (A conditional G's N batches all take the labels of the last
+real batch.) ``d_updates`` and ``g_updates`` count updates, not batches, and
+``trainer.global_step`` counts optimizer steps: N batches per D step. The batches of a D
+update already gathered (``d_batches``) and their summed gradient are saved in checkpoints,
+so a run resumed mid-update finishes that update exactly; a window that fitting ends
+inside is not applied.
 
 Images arrive in [0, 1]; D sees them mapped to [-1, 1], the range of G's tanh output, and
 ``decode`` maps G's output back to [0, 1].
 
 Logged: ``train/d_loss`` and ``train/d_real``, ``train/d_fake`` (the batch means of D on real
-images and on fakes) every D step; ``train/g_loss`` and ``train/g_grad_norm`` (the L2 norm of
-all of G's gradients after its backward pass, before clipping and the step) every G step;
+images and on fakes) every training step; ``train/g_loss`` (the mean over its N batches)
+and ``train/g_grad_norm`` (the L2 norm of all of G's gradients after its backward passes,
+before clipping and the step) every G update;
 ``val/d_real``, ``val/d_fake`` (and ``test/...``) on the validation (test) images against as
 many fakes. For the cross-entropy losses (bce, minimax) d_real and d_fake are probabilities
 D(x) in (0, 1); for the others (wasserstein, hinge, least_squares) they are the raw scores
@@ -40,6 +56,9 @@ from genlab.models.gans.losses import adversarial_loss
 
 # The checkpoint entry holding the update counters.
 UPDATES_KEY = "gan_updates"
+# The checkpoint entry holding D's gradient summed over the batches of an unfinished
+# accumulation window, by parameter name within the discriminator.
+ACCUMULATED_KEY = "gan_accumulated_d_grads"
 
 
 class GAN(GenlabModule, HasPrior):
@@ -50,9 +69,12 @@ class GAN(GenlabModule, HasPrior):
     ``optimizer_d`` are optimizer factories (``params`` -> optimizer); both optimizers'
     states go into every checkpoint. ``grad_clip_norm`` clips each network's gradient norm
     before its step (Lightning's ``trainer.gradient_clip_val`` does not apply to manual
-    optimization). Subclasses add a term to D's loss (``discriminator_penalty``), act after
-    each D step (``after_discriminator_step``) or condition both networks on labels
-    (``batch_labels``, ``generate``, ``discriminate``).
+    optimization; ``genlab train`` hands it to this option). ``accumulate_grad_batches``
+    (N) sums the gradients of N batches into each update of either network (see the
+    module's docstring). Subclasses add a term to
+    D's loss (``discriminator_penalty``), act after each D update
+    (``after_discriminator_step``) or condition both networks on labels (``batch_labels``,
+    ``generate``, ``discriminate``).
     """
 
     # No validation loss means anything for a GAN: keep the latest checkpoint only.
@@ -69,6 +91,7 @@ class GAN(GenlabModule, HasPrior):
         loss: str = "bce",
         d_steps: int = 1,
         grad_clip_norm: float | None = None,
+        accumulate_grad_batches: int = 1,
         optimizer_g: OptimizerFactory | None = None,
         optimizer_d: OptimizerFactory | None = None,
     ) -> None:
@@ -96,6 +119,16 @@ class GAN(GenlabModule, HasPrior):
                 f"model.grad_clip_norm must be positive, or null for no clipping "
                 f"(got {grad_clip_norm})"
             )
+        if (
+            isinstance(accumulate_grad_batches, bool)
+            or not isinstance(accumulate_grad_batches, int)
+            or accumulate_grad_batches < 1
+        ):
+            raise ConfigError(
+                f"model.accumulate_grad_batches, the batches summed into each update, must be "
+                f"an integer of at least 1 (got {accumulate_grad_batches!r}); 1 accumulates "
+                "nothing"
+            )
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -104,11 +137,17 @@ class GAN(GenlabModule, HasPrior):
         self.adversarial_loss = adversarial_loss(loss)
         self.d_steps = d_steps
         self.grad_clip_norm = grad_clip_norm
+        self.accumulate_grad_batches = accumulate_grad_batches
         self.optimizer_g = optimizer_g
         self.optimizer_d = optimizer_d
-        # Updates so far, saved in checkpoints so a resumed run keeps the k-step rhythm.
+        # Updates so far, saved in checkpoints so a resumed run keeps the k-step rhythm, and
+        # the batches of the D update under way, so it resumes mid-window.
         self.d_updates = 0
         self.g_updates = 0
+        self.d_batches = 0
+        # D's partial gradient read from a checkpoint, put back at the next training step
+        # (when the parameters sit on their final device).
+        self._pending_d_grads: dict[str, Tensor] | None = None
         self.register_fixed_noise(latent_dim)
 
     # The networks, and the hooks subclasses specialise.
@@ -132,7 +171,7 @@ class GAN(GenlabModule, HasPrior):
         return None
 
     def after_discriminator_step(self) -> None:
-        """Runs after every D step (WGAN clips the critic's weights here)."""
+        """Runs after every D update (WGAN clips the critic's weights here)."""
 
     # Sampling, the interface of `genlab sample` and `genlab interpolate`.
 
@@ -163,12 +202,21 @@ class GAN(GenlabModule, HasPrior):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         labels = self.batch_labels(y)
-        real = x * 2 - 1
-        n = x.shape[0]
-        loss = self.adversarial_loss
         opt_g, opt_d = self.optimizers()
+        self._restore_accumulated_gradients()
+        updated = self._discriminator_batch(opt_d, x * 2 - 1, labels)
+        if updated and self.d_updates % self.d_steps == 0:
+            self._generator_update(opt_g, labels, x.shape[0])
 
+    def _discriminator_batch(self, opt_d: Any, real: Tensor, labels: Tensor | None) -> bool:
+        """Adds one batch's share (1/N) to D's gradient and, with the N-th batch of the
+        window, updates D. True when D was updated."""
+        n = real.shape[0]
+        loss = self.adversarial_loss
+        window = self.accumulate_grad_batches
         with self.toggled_optimizer(opt_d):
+            if self.d_batches == 0:
+                opt_d.zero_grad(set_to_none=True)
             with torch.no_grad():
                 fake = self.generate(self.sample_latent(n), labels)
             # Real and fake in separate batches, as DCGAN does: each batch-norm batch is pure.
@@ -178,36 +226,53 @@ class GAN(GenlabModule, HasPrior):
             penalty = self.discriminator_penalty(real, fake, labels)
             if penalty is not None:
                 d_loss = d_loss + penalty
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
-            self._clip(opt_d)
-            opt_d.step()
-        self.after_discriminator_step()
-        self.d_updates += 1
+            self.manual_backward(d_loss / window)
+            self.d_batches += 1
+            updated = self.d_batches == window
+            if updated:
+                self._clip(opt_d)
+                opt_d.step()
+                self.d_batches = 0
+        if updated:
+            self.after_discriminator_step()
+            self.d_updates += 1
         d_terms = {
             "d_loss": d_loss,
             "d_real": loss.summarize(real_scores),
             "d_fake": loss.summarize(fake_scores),
         }
         self.log_terms(d_terms, "train", batch_size=n, prog_bar="d_loss")
-        if self.d_updates % self.d_steps:
-            return
+        return updated
 
+    def _generator_update(self, opt_g: Any, labels: Tensor | None, n: int) -> None:
+        """One G update from N batches of n fresh noise vectors, each scaled by 1/N."""
+        window = self.accumulate_grad_batches
+        losses = []
         with self.toggled_optimizer(opt_g):
-            # Fresh noise, as in Algorithm 1; D's weights are frozen by the toggle.
-            g_loss = loss.generator(
-                self.discriminate(self.generate(self.sample_latent(n), labels), labels)
-            )
             opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(g_loss)
+            for _ in range(window):
+                # Fresh noise, as in Algorithm 1; D's weights are frozen by the toggle.
+                fake = self.generate(self.sample_latent(n), labels)
+                g_loss = self.adversarial_loss.generator(self.discriminate(fake, labels))
+                self.manual_backward(g_loss / window)
+                losses.append(g_loss.detach())
             grads = [p.grad for p in self.generator.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads)
             self._clip(opt_g)
             opt_g.step()
         self.g_updates += 1
-        # Logged at G steps only; Lightning writes the latest value at each logging step.
-        g_terms = {"g_loss": g_loss, "g_grad_norm": grad_norm}
-        self.log_terms(g_terms, "train", batch_size=n, prog_bar="g_loss")
+        # Logged at G updates only; Lightning writes the latest value at each logging step.
+        g_terms = {"g_loss": torch.stack(losses).mean(), "g_grad_norm": grad_norm}
+        self.log_terms(g_terms, "train", batch_size=n * window, prog_bar="g_loss")
+
+    def _restore_accumulated_gradients(self) -> None:
+        """Puts back D's partial gradient of a window a checkpoint was saved inside."""
+        pending, self._pending_d_grads = self._pending_d_grads, None
+        if not pending:
+            return
+        for name, p in self.discriminator.named_parameters():
+            if name in pending:
+                p.grad = pending[name].to(device=p.device, dtype=p.dtype)
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
         """D on the split's images against as many fakes, from noise seeded by the batch
@@ -242,10 +307,29 @@ class GAN(GenlabModule, HasPrior):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint[UPDATES_KEY] = {"d": self.d_updates, "g": self.g_updates}
+        checkpoint[UPDATES_KEY] = {
+            "d": self.d_updates,
+            "g": self.g_updates,
+            "d_batches": self.d_batches,
+        }
+        if self.d_batches:
+            # Saved mid-window: without the summed gradient the resumed update would miss
+            # the batches already seen.
+            checkpoint[ACCUMULATED_KEY] = {
+                name: p.grad.detach().cpu().clone()
+                for name, p in self.discriminator.named_parameters()
+                if p.grad is not None
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         updates = checkpoint.get(UPDATES_KEY, {})
         self.d_updates = int(updates.get("d", 0))
         self.g_updates = int(updates.get("g", 0))
+        grads = checkpoint.get(ACCUMULATED_KEY)
+        # A window is resumed only with its gradient, and only with the same window size;
+        # otherwise the next D update starts afresh.
+        batches = int(updates.get("d_batches", 0))
+        resumable = grads is not None and 0 < batches < self.accumulate_grad_batches
+        self.d_batches = batches if resumable else 0
+        self._pending_d_grads = dict(grads) if resumable else None
