@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_idx_dataset, new_run, run_genlab, train_checkpoint
+from conftest import make_idx_dataset, new_run, run_in_process, train_checkpoint
 from PIL import Image
 
 
@@ -65,7 +65,7 @@ def test_manifold_grid_for_2d_latents(workdir: Path, ae_2d: Path) -> None:
 
 
 def test_manifold_needs_two_latent_dims(workdir: Path, conv_ckpt: Path) -> None:
-    result = run_genlab("sample", f"ckpt={conv_ckpt}", "mode=manifold", cwd=workdir)
+    result = run_in_process(workdir, "sample", f"ckpt={conv_ckpt}", "mode=manifold")[1]
     assert result.returncode == 1
     assert "2-D latent space" in result.stderr
     assert "latent_dim=49" in result.stderr
@@ -97,7 +97,7 @@ def test_interpolate_random_latents(workdir: Path, ae_2d: Path) -> None:
 
 
 def test_interpolate_rejects_out_of_range_pairs(workdir: Path, ae_2d: Path) -> None:
-    result = run_genlab("interpolate", f"ckpt={ae_2d}", "pairs=[[0,999]]", cwd=workdir)
+    result = run_in_process(workdir, "interpolate", f"ckpt={ae_2d}", "pairs=[[0,999]]")[1]
     assert result.returncode == 1
     assert "out of range" in result.stderr
 
@@ -121,7 +121,9 @@ def test_arithmetic_shifts_codes_by_the_class_difference(workdir: Path, ae_2d: P
 
 
 def test_arithmetic_needs_each_set(workdir: Path, ae_2d: Path) -> None:
-    result = run_genlab("arithmetic", f"ckpt={ae_2d}", "plus.label=7", "apply.label=1", cwd=workdir)
+    result = run_in_process(
+        workdir, "arithmetic", f"ckpt={ae_2d}", "plus.label=7", "apply.label=1"
+    )[1]
     assert result.returncode == 1
     assert "minus needs exactly one of" in result.stderr
 
@@ -162,7 +164,7 @@ def test_a_pickle_payload_in_a_checkpoint_is_refused(workdir: Path, ae_2d: Path)
     live = workdir / "live"
     pickle.loads(pickle.dumps(Payload(live)))
     assert live.exists()
-    result = run_genlab("sample", f"ckpt={evil}", cwd=workdir)
+    result = run_in_process(workdir, "sample", f"ckpt={evil}")[1]
     assert result.returncode == 1
     assert "refused to load" in result.stderr
     assert "Traceback" not in result.stderr
@@ -174,7 +176,7 @@ def test_a_checkpoint_naming_a_foreign_class_is_refused(workdir: Path, ae_2d: Pa
     checkpoint = torch.load(ae_2d, weights_only=True)
     checkpoint["genlab_config"]["model"]["_target_"] = "os.system"
     torch.save(checkpoint, crafted)
-    result = run_genlab("embed", f"ckpt={crafted}", cwd=workdir)
+    result = run_in_process(workdir, "embed", f"ckpt={crafted}")[1]
     assert result.returncode == 1
     assert "refused to load" in result.stderr and "model: os.system" in result.stderr
     assert "Traceback" not in result.stderr
@@ -184,10 +186,10 @@ def test_a_checkpoint_naming_a_foreign_class_is_refused(workdir: Path, ae_2d: Pa
 def test_unreadable_and_missing_checkpoints(workdir: Path, content: bytes) -> None:
     broken = workdir / "broken.ckpt"
     broken.write_bytes(content)
-    result = run_genlab("interpolate", f"ckpt={broken}", cwd=workdir)
+    result = run_in_process(workdir, "interpolate", f"ckpt={broken}")[1]
     assert result.returncode == 1
     assert "not a readable checkpoint" in result.stderr
-    result = run_genlab("sample", f"ckpt={workdir / 'missing.ckpt'}", cwd=workdir)
+    result = run_in_process(workdir, "sample", f"ckpt={workdir / 'missing.ckpt'}")[1]
     assert result.returncode == 1
     assert "does not exist" in result.stderr
 
@@ -205,6 +207,6 @@ def test_sample_classify_reports_class_coverage(workdir: Path, ae_2d: Path) -> N
     assert report["kl_uniform"] >= 0
     assert "classes covered" in out
     # A checkpoint that is not a classifier is refused with a clear error.
-    result = run_genlab("sample", f"ckpt={ae_2d}", f"classify={ae_2d}", cwd=workdir)
+    result = run_in_process(workdir, "sample", f"ckpt={ae_2d}", f"classify={ae_2d}")[1]
     assert result.returncode == 1
     assert "not a classifier" in result.stderr
