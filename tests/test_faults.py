@@ -362,3 +362,19 @@ def test_bad_training_values_name_their_key(
     with pytest.raises(ConfigError) as err:
         genlab.train(cfg)
     assert message in str(err.value)
+
+
+def test_a_checkpoint_whose_data_config_has_an_unknown_key(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import run_in_process, train_checkpoint
+
+    ckpt = train_checkpoint(workdir, "model=ae")
+    checkpoint = torch.load(ckpt, weights_only=True)
+    checkpoint["genlab_config"]["data"]["colour_space"] = "lab"
+    odd = workdir / "odd.ckpt"
+    torch.save(checkpoint, odd)
+    _, result = run_in_process(workdir, "anomaly", f"ckpt={odd}")
+    assert result.returncode == 1
+    assert "cannot build the data module genlab.data.ImageDataModule" in result.stderr
+    assert "colour_space" in result.stderr
