@@ -18,8 +18,10 @@ Conv2D(1, 3, same)           28x28x1      Conv2d(32, C, 3, pad 1), linear
 Parameters: 140,594 trainable plus 256 batch-norm running statistics (Keras: 140,850).
 Batch norm uses Keras' eps (1e-3). Its running-statistics momentum is an option: Keras'
 0.99 (PyTorch's 0.01) leaves the statistics near their initial values for the first few
-hundred steps, so evaluation-mode reconstructions stay blank for an epoch or more; the
-default here is PyTorch's 0.1.
+hundred steps, so evaluation-mode reconstructions stay blank for an epoch or more, and even
+PyTorch's 0.1 lags the fast-changing weights of the first epoch (val/loss 79.6 against a
+train/loss of 40 after one epoch of mnist_5k). The default here is 0.5: val/loss 38.5
+after that epoch, and 21.0 against 0.1's 24.3 after ten.
 Other square sizes divisible by 4 work too: the code has (size/4)² units.
 
 The variational autoencoder reuses both halves: ``ConvGaussianEncoder`` (genlab.nn.gaussian)
@@ -102,7 +104,7 @@ class KerasConvDecoder(Network):
         *,
         out_channels: int,
         image_size: int,
-        bn_momentum: float = 0.1,
+        bn_momentum: float = 0.5,
         latent_dim: int | None = None,
     ) -> None:
         super().__init__()
