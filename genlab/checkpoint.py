@@ -140,10 +140,17 @@ def load_model(
     Returns the model and the run's resolved config (``model``, ``data``, ...). Only classes
     of genlab and of trusted modules (see genlab.trust) are imported.
     """
+    return build_model(read_checkpoint(path), path, trusted_modules=trusted_modules)
+
+
+def build_model(
+    checkpoint: dict[str, Any], path: str | Path, *, trusted_modules: Iterable[str] | None = None
+) -> tuple[torch.nn.Module, DictConfig]:
+    """``load_model`` of a checkpoint already read (``read_checkpoint``), for callers that
+    also want its other entries (the epoch)."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    checkpoint = read_checkpoint(path)
     check_version(checkpoint, path)
     model_cfg = model_config(checkpoint, path, trusted_modules=trusted_modules)
     target = model_cfg.get("_target_", "?")

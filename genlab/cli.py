@@ -57,6 +57,7 @@ USAGE_TAIL = """\
 Every command is a Hydra app: add `--help` after the command for its config groups,
 `--cfg job` to print the composed config, `-m` for a multirun sweep, e.g.
   genlab train -m model=ae,sparse_ae model.latent_dim=2,16
+`--quiet` after the command drops its progress bars and the line before each long phase.
 Tab completion of commands, config groups and keys (bash, zsh):
   eval "$(genlab -sc install=bash)"
 """
@@ -200,6 +201,19 @@ def with_resumed_run_dir(command: str, args: list[str]) -> list[str]:
     return [*args, f"hydra.run.dir={Path(resume).expanduser().resolve()}"]
 
 
+QUIET_FLAG = "--quiet"
+
+
+def with_quiet(command: str, args: list[str]) -> list[str]:
+    """``genlab COMMAND --quiet`` as the override that silences the command's progress:
+    ``quiet=true`` (its announcements and bars), for train Lightning's own bar. Hydra
+    knows no such flag, so it is translated here, wherever it stands after the command."""
+    if QUIET_FLAG not in args:
+        return args
+    override = "trainer.enable_progress_bar=false" if command == "train" else "quiet=true"
+    return [arg for arg in args if arg != QUIET_FLAG] + [override]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in COMPLETION_FLAGS:
@@ -212,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genlab: unknown command {command!r}\n", file=sys.stderr)
         print(usage(), end="", file=sys.stderr)
         return 2
-    rest = with_resumed_run_dir(command, rest)
+    rest = with_quiet(command, with_resumed_run_dir(command, rest))
     problem = run_dir_problem(command, rest)
     if problem is not None:
         print(f"genlab {command}: error: {problem}", file=sys.stderr)

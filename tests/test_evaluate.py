@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from genlab.checkpoint import load_model
 from genlab.commands.common import CONFIG_DIR
-from genlab.commands.evaluate import evaluate
+from genlab.commands.evaluate import evaluate, likelihood_subset
 from genlab.data import ImageDataModule
 from genlab.errors import CheckpointError, ConfigError
 
@@ -111,6 +111,43 @@ def test_vae_likelihood_and_sample_metrics(
     shares = [metrics[f"samples/class_{k}"] for k in range(10)]
     assert sum(shares) == pytest.approx(1.0)
     assert "samples/fid" in out and "samples/class_0" not in out
+    assert 0 <= metrics["samples/classifier_accuracy_real"] <= 1
+    assert 0 <= metrics["samples/classifier_accuracy_reconstructions"] <= 1
+    assert isinstance(results["warnings"], list)
+
+
+def test_the_default_likelihood_subset_is_seeded_the_same_and_named(
+    workdir: Path, vae_ckpt: Path
+) -> None:
+    """The defaults on a test split larger than likelihood_images: the ELBO and the bound on
+    a seeded subset, the same images in every run, named in metrics.json and the table."""
+    large = make_idx_dataset(workdir / "mnist_1200", n_test=1200)
+    args = (f"ckpt={vae_ckpt}", f"data.root={large}")
+    _, first, out = evaluate_cli(workdir, *args)
+    _, second, _ = evaluate_cli(workdir, *args)
+    assert first["settings"]["likelihood_images"] == 1000
+    assert first["settings"]["likelihood_subset"] == {"images": 1000, "of": 1200, "seed": 0}
+    assert first["images"] == 1200
+    assert first["metrics"] == second["metrics"]
+    assert "on 1000 of the 1200 images, drawn by seed=0; likelihood_images=null" in out
+    # Another seed draws other images; null takes them all.
+    _, reseeded, _ = evaluate_cli(workdir, *args, "seed=1")
+    assert reseeded["settings"]["likelihood_subset"]["seed"] == 1
+    assert reseeded["metrics"]["test/elbo"] != first["metrics"]["test/elbo"]
+    _, everything, out = evaluate_cli(workdir, *args, "likelihood_images=null", "k=5")
+    assert everything["settings"]["likelihood_subset"] == {"images": 1200, "of": 1200, "seed": None}
+    assert "of the 1200 images, drawn" not in out
+
+
+def test_likelihood_subset_is_sorted_nested_and_none_for_all() -> None:
+    first = likelihood_subset(1200, 100, seed=0)
+    assert torch.equal(first, likelihood_subset(1200, 100, seed=0))
+    assert torch.equal(first, first.sort().values) and len(first.unique()) == 100
+    # A larger count keeps the smaller one's images, so figures at two sizes compare.
+    assert set(first.tolist()) <= set(likelihood_subset(1200, 500, seed=0).tolist())
+    assert not torch.equal(first, likelihood_subset(1200, 100, seed=1))
+    assert likelihood_subset(1200, None, seed=0) is None
+    assert likelihood_subset(40, 1000, seed=0) is None
 
 
 def test_an_autoencoder_is_measured_through_a_prior_fitted_to_its_codes(
@@ -167,6 +204,7 @@ def test_features_inception_says_what_is_missing(workdir: Path, vae_ckpt: Path) 
         ("vae", ["features=AE"], CheckpointError, "holds an Autoencoder, not a classifier"),
         ("vae", ["features=missing.ckpt"], CheckpointError, "missing.ckpt does not exist"),
         ("vae", ["k=-1"], ConfigError, "must be at least 0"),
+        ("vae", ["likelihood_images=0"], ConfigError, "likelihood_images, the test images"),
         ("ae", ["probe_labels=5"], ConfigError, "add probe=true"),
         ("ae", ["probe=true", "probe_labels=100000"], ConfigError, "between 1 and the"),
     ],

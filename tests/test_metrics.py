@@ -32,6 +32,7 @@ from genlab.metrics import (
     precision_recall,
     roc_curve,
 )
+from genlab.metrics.classifier_trust import classifier_reliability
 from genlab.metrics.inception import inception_weights
 from genlab.metrics.probe import labelled_subset
 from genlab.models import Classifier, VariationalAutoencoder
@@ -189,6 +190,42 @@ def test_coverage_callback_logs_class_shares(tmp_path: Path) -> None:
     assert float(logged["coverage/class_0"]) == 0.0
     assert float(logged["coverage/classes_covered"]) == 1.0
     assert float(logged["coverage/kl_uniform"]) == pytest.approx(math.log(10))
+
+
+def test_a_weak_classifier_is_reported_and_warned_about() -> None:
+    labels = torch.arange(40) % 10
+    images = torch.from_numpy(digit_like_images(labels.numpy())).unsqueeze(1)
+    # Right on every image of class 7 only: 10% on real images and on reconstructions.
+    report = classifier_reliability(constant_classifier(7), tiny_vae().eval(), images, labels)
+    assert report["classifier/accuracy_real"] == pytest.approx(0.1)
+    assert report["classifier/accuracy_reconstructions"] == pytest.approx(0.1)
+    assert report["classifier/images"] == 40
+    assert len(report["warnings"]) == 2
+    assert "10.0% of the real test images" in report["warnings"][0]
+    assert "reconstructions" in report["warnings"][1]
+
+
+def test_the_coverage_callback_logs_the_classifiers_accuracy(tmp_path: Path) -> None:
+    from conftest import make_idx_dataset
+
+    from genlab.data import ImageDataModule
+
+    root = make_idx_dataset(tmp_path / "mnist")
+    ckpt = save_classifier(constant_classifier(7), tmp_path / "classifier.ckpt")
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[ClassCoverageCallback(str(ckpt), num_samples=20)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    data = ImageDataModule(dataset="mnist", root=str(root), batch_size=16)
+    with pytest.warns(UserWarning, match="right on only"):
+        trainer.fit(tiny_vae(), datamodule=data)
+    logged = trainer.callback_metrics
+    assert 0 <= float(logged["coverage/classifier_accuracy_real"]) <= 0.5
+    assert "coverage/classifier_accuracy_reconstructions" in logged
 
 
 def test_coverage_callback_refuses_models_without_a_prior(tmp_path: Path) -> None:

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 
+from genlab.data.protocols import SplitImages
 from genlab.errors import ConfigError
+from genlab.metrics.classifier_trust import classifier_reliability
 from genlab.metrics.coverage import class_histogram, coverage_summary
 from genlab.metrics.features import check_image_shape, load_classifier
 from genlab.metrics.samples import generate
@@ -49,6 +52,7 @@ class ClassCoverageCallback(pl.Callback):
         self.every_n_epochs = every_n_epochs
         self.threshold = threshold
         self.seed = seed
+        self._warned: set[str] = set()
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         require(pl_module, HasPrior, to="have the class coverage of its samples measured")
@@ -65,3 +69,29 @@ class ClassCoverageCallback(pl.Callback):
         counts = class_histogram(self.classifier, images, device=pl_module.device)
         summary = coverage_summary(counts, threshold=self.threshold)
         pl_module.log_dict({f"coverage/{name}": value for name, value in summary.items()})
+        self._log_reliability(trainer, pl_module)
+
+    def _log_reliability(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The classifier's accuracy on real validation images and on the model's
+        reconstructions of them, logged beside the coverage; warnings when low (see
+        genlab.metrics.classifier_trust)."""
+        data = trainer.datamodule
+        if not isinstance(data, SplitImages) or "val" not in data.splits:
+            return
+        val = data.splits["val"]
+        was_training = pl_module.training
+        pl_module.eval()
+        report = classifier_reliability(self.classifier, pl_module, val.images, val.labels)
+        pl_module.train(was_training)
+        accuracies = {
+            name.replace("classifier/", "coverage/classifier_"): value
+            for name, value in report.items()
+            if name.startswith("classifier/accuracy")
+        }
+        pl_module.log_dict(accuracies)
+        for warning in report["warnings"]:
+            # Once per kind (real images, reconstructions): the figures move every epoch.
+            kind = "reconstructions" if "reconstructions" in warning else "real"
+            if kind not in self._warned:
+                self._warned.add(kind)
+                rank_zero_warn(f"class coverage: {warning}")

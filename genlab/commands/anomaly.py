@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from genlab.atomic import atomic_path, write_json
 from genlab.commands.common import CONFIG_DIR, check_int, run_command
+from genlab.progress import Progress
 
 
 def normal_classes(classes: Sequence[int | str] | None, class_names: list[str]) -> list[int]:
@@ -33,7 +34,14 @@ def normal_classes(classes: Sequence[int | str] | None, class_names: list[str]) 
 
 
 def score_split(
-    model: Any, dataset: Any, *, batch_size: int, elbo_samples: int, seed: int, device: Any
+    model: Any,
+    dataset: Any,
+    *,
+    batch_size: int,
+    elbo_samples: int,
+    seed: int,
+    device: Any,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Per-image scores [N] of a whole split: ``score`` (reconstruction error) and, for
     models that have one, ``neg_elbo``."""
@@ -44,9 +52,17 @@ def score_split(
     generator = torch.Generator().manual_seed(seed)
     with_elbo = isinstance(model, Variational)
     scores: dict[str, list] = {"score": [], "neg_elbo": []} if with_elbo else {"score": []}
+    what = "the reconstruction error" + (
+        f" and the −ELBO ({elbo_samples} draws of z)" if with_elbo else ""
+    )
+    progress = progress or Progress("anomaly", quiet=True)
+    indices = torch.arange(len(dataset)).split(batch_size)
+    chunks = progress.batches(
+        indices, total=len(dataset), phase="scoring", what=f"{what} of {len(dataset)} images"
+    )
     with torch.inference_mode():
-        for start in range(0, len(dataset), batch_size):
-            x, _ = dataset[torch.arange(start, min(start + batch_size, len(dataset)))]
+        for chunk in chunks:
+            x, _ = dataset[chunk]
             x = x.to(device)
             scores["score"].append(model.score(x).double().cpu())
             if with_elbo:
@@ -97,6 +113,7 @@ def anomaly(cfg: DictConfig) -> dict[str, Any]:
         elbo_samples=cfg.elbo_samples,
         seed=cfg.seed,
         device=loaded.device,
+        progress=Progress("anomaly", quiet=cfg.get("quiet", False)),
     )
     labels = dataset.labels.numpy()
     out = loaded.output_dir
@@ -108,8 +125,10 @@ def anomaly(cfg: DictConfig) -> dict[str, Any]:
         labels,
         class_names=dm.class_names,
         normal=normal,
-        title=f"{name} reconstruction error on {split_name}"
-        + (f" (trained on {normal_names})" if normal else ""),
+        title=loaded.title(
+            f"reconstruction error of the {split_name} images by class"
+            + (f" (trained on {normal_names})" if normal else "")
+        ),
         path=out / "scores_by_class.png",
     )
 
@@ -133,7 +152,10 @@ def anomaly(cfg: DictConfig) -> dict[str, Any]:
             curves[f"{label} (AUROC {area:.3f})"] = roc_curve(values, is_anomaly)
         roc = roc_png(
             curves,
-            title=f"{name}: normal = {normal_names}, {int(is_anomaly.sum())} anomalies",
+            title=loaded.title(
+                f"ROC of the anomaly scores ({int(is_anomaly.sum())} anomalies; normal: "
+                f"{normal_names})"
+            ),
             path=out / "roc.png",
         )
         print(f"genlab anomaly: AUROC {metrics['auroc']:.4f} (normal: {normal_names}); {roc}")

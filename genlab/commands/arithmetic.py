@@ -42,6 +42,15 @@ def select(spec: DictConfig, name: str, labels: Any) -> Any:
     return chosen
 
 
+def describe(spec: DictConfig) -> str:
+    """A set as a figure's title names it: its class, or its images' indices."""
+    if spec.get("label") is not None:
+        return f"class {spec.label}"
+    indices = OmegaConf.to_container(spec.indices)
+    shown = ", ".join(f"#{i}" for i in indices[:4])
+    return f"images {shown}" + (f" (+{len(indices) - 4} more)" if len(indices) > 4 else "")
+
+
 def check_options(cfg: DictConfig) -> None:
     check_int(cfg, "n", minimum=1, example=8)
     check_number(cfg, "scale", example=1.0)
@@ -56,11 +65,13 @@ def arithmetic(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from genlab.commands import checkpointed
-    from genlab.viz import rows_grid, save_png
+    from genlab.commands.figures import arithmetic_labels, rows_png
 
     loaded = checkpointed.load(cfg)
     model = loaded.model
-    dataset = checkpointed.split(checkpointed.datamodule(loaded, cfg.data), cfg.split)
+    dm = checkpointed.datamodule(loaded, cfg.data)
+    split = checkpointed.split_name(dm, cfg.split)
+    dataset = checkpointed.split(dm, split)
     sets = {name: select(cfg[name], name, dataset.labels) for name in SETS}
 
     def mean_code(index: torch.Tensor) -> torch.Tensor:
@@ -73,7 +84,18 @@ def arithmetic(cfg: DictConfig) -> dict[str, Any]:
     decoded = checkpointed.decode(model, codes, device=loaded.device)
     shifted = checkpointed.decode(model, codes + cfg.scale * vector, device=loaded.device)
 
-    png = save_png(rows_grid([images, decoded, shifted]), loaded.output_dir / "arithmetic.png")
+    scale = "" if cfg.scale == 1 else f"{cfg.scale:g}·"
+    formula = (
+        f"decode(code + {scale}(mean code of {describe(cfg.plus)} − mean code of "
+        f"{describe(cfg.minus)})), inputs: {describe(cfg.apply)}"
+    )
+    png = rows_png(
+        loaded,
+        [images, decoded, shifted],
+        labels=arithmetic_labels(sets["apply"][: cfg.n].tolist(), split),
+        what=f"latent arithmetic, shifted = {formula}",
+        path=loaded.output_dir / "arithmetic.png",
+    )
     tensors = checkpointed.save_tensors(
         {
             "vector": vector,

@@ -4,6 +4,7 @@ directory. Every check of what the model can do goes through its declared capabi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.atomic import atomic_path
-from genlab.checkpoint import load_model
+from genlab.checkpoint import build_model, read_checkpoint
 from genlab.data.protocols import SplitImages
 from genlab.errors import CheckpointError, ConfigError
 from genlab.models.capabilities import Conditional, Decodes, Encodes, HasPrior, require
+from genlab.progress import Progress
 
 
 @dataclass
@@ -24,6 +26,15 @@ class Loaded:
     run_config: DictConfig
     device: torch.device
     output_dir: Path
+    # The checkpoint's epoch, counted from 0 as in its file name (epoch003-...); None for a
+    # checkpoint without one.
+    epoch: int | None = None
+
+    def title(self, what: str) -> str:
+        """A figure's title: the model, the checkpoint's epoch and what the figure shows, so
+        that a picture read away from its run still says what it is."""
+        epoch = "" if self.epoch is None else f", epoch {self.epoch}"
+        return f"{type(self.model).__name__}{epoch}: {what}"
 
 
 def device_for(name: str) -> torch.device:
@@ -40,11 +51,13 @@ def device_for(name: str) -> torch.device:
 
 def load(cfg: DictConfig) -> Loaded:
     trusted = OmegaConf.to_container(cfg.trusted_modules) if cfg.get("trusted_modules") else []
-    model, run_config = load_model(cfg.ckpt, trusted_modules=trusted)
+    checkpoint = read_checkpoint(cfg.ckpt)
+    model, run_config = build_model(checkpoint, cfg.ckpt, trusted_modules=trusted)
     device = device_for(cfg.get("device", "cpu"))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    return Loaded(model.to(device), run_config, device, output_dir)
+    epoch = checkpoint.get("epoch")
+    return Loaded(model.to(device), run_config, device, output_dir, epoch)
 
 
 def data_config(loaded: Loaded, overrides: DictConfig | None) -> dict[str, Any]:
@@ -123,11 +136,15 @@ def unfiltered_datamodule(loaded: Loaded, overrides: DictConfig | None) -> Split
 
 def split(dm: SplitImages, name: str) -> Any:
     """A split by name; ``test`` falls back to ``val`` for datasets without a test split."""
-    if name == "test" and "test" not in dm.splits:
-        name = "val"
+    name = split_name(dm, name)
     if name not in dm.splits:
         raise ConfigError(f"split={name!r} is not one of {', '.join(dm.splits)}")
     return dm.splits[name]
+
+
+def split_name(dm: SplitImages, name: str) -> str:
+    """The split ``split`` reads for ``name``: what a figure names as its images' source."""
+    return "val" if name == "test" and "test" not in dm.splits else name
 
 
 @torch.no_grad()
@@ -146,13 +163,17 @@ def encode_split(
     *,
     device: torch.device,
     batch_size: int = 512,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Codes [N, latent] and labels [N] of a whole split, converting images batch by batch."""
+    """Codes [N, latent] and labels [N] of a whole split, converting images batch by batch;
+    ``progress`` is called with each batch's size once it is encoded (a bar's ``update``)."""
     require(model, Encodes, to="encode images")
     codes = []
     for start in range(0, len(dataset), batch_size):
         x, _ = dataset[torch.arange(start, min(start + batch_size, len(dataset)))]
         codes.append(encode(model, x, device=device, batch_size=batch_size))
+        if progress is not None:
+            progress(len(x))
     return torch.cat(codes), dataset.labels.clone()
 
 
@@ -162,7 +183,14 @@ class LatentSource:
     Gaussian fitted to the codes of the training split. The lecture's point is that the
     second looks worse: an autoencoder's codes need not fill that Gaussian."""
 
-    def __init__(self, loaded: Loaded, data_overrides: DictConfig | None, *, to: str) -> None:
+    def __init__(
+        self,
+        loaded: Loaded,
+        data_overrides: DictConfig | None,
+        *,
+        to: str,
+        progress: Progress | None = None,
+    ) -> None:
         model = loaded.model
         self.model = model
         self.fitted = None
@@ -176,8 +204,11 @@ class LatentSource:
             )
         from genlab.latent import GaussianCodeModel
 
-        dm = datamodule(loaded, data_overrides)
-        codes, _ = encode_split(model, dm.splits["train"], device=loaded.device)
+        train = datamodule(loaded, data_overrides).splits["train"]
+        progress = progress or Progress("", quiet=True)
+        what = f"encoding the {len(train)} training images to fit a Gaussian to their codes"
+        with progress.phase("prior", what, total=len(train)) as bar:
+            codes, _ = encode_split(model, train, device=loaded.device, progress=bar.update)
         self.fitted = GaussianCodeModel(codes)
 
     @property

@@ -140,6 +140,9 @@ def run_command(command: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
+        # Every checkpoint command takes quiet (genlab COMMAND --quiet); checked once here.
+        if "quiet" in cfg:
+            check_bool(cfg, "quiet")
         return command(cfg)
     except Exception as exc:
         message = _user_message(exc)

@@ -33,11 +33,20 @@ from genlab.commands.common import (
     run_command,
 )
 from genlab.errors import CheckpointError, ConfigError
+from genlab.progress import Progress
 
 # Importance samples per image when a VAE is evaluated without an explicit k.
 DEFAULT_K = 100
 # The options recorded beside the metrics in metrics.json.
-SETTINGS = ("features", "num_samples", "pr_k", "coverage_threshold", "probe_labels", "seed")
+SETTINGS = (
+    "likelihood_images",
+    "features",
+    "num_samples",
+    "pr_k",
+    "coverage_threshold",
+    "probe_labels",
+    "seed",
+)
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -49,6 +58,14 @@ def check_options(cfg: DictConfig) -> None:
         example=DEFAULT_K,
         what="the importance samples per image",
     )
+    check_int(
+        cfg,
+        "likelihood_images",
+        optional=True,
+        minimum=1,
+        example=1000,
+        what="the test images the likelihood is computed on (null: all)",
+    )
     check_int(cfg, "num_samples", minimum=2, example=10000)
     check_int(cfg, "pr_k", minimum=1, example=3)
     check_number(cfg, "coverage_threshold", example=0.1)
@@ -57,7 +74,7 @@ def check_options(cfg: DictConfig) -> None:
     check_int(cfg, "probe_labels", optional=True, example=100)
     if cfg.probe_labels is not None and not cfg.probe:
         raise ConfigError("probe_labels=N sets the linear probe's labels; add probe=true")
-    check_int(cfg, "batch_size", minimum=1, example=500)
+    check_int(cfg, "batch_size", minimum=1, example=64)
     check_int(cfg, "seed")
 
 
@@ -97,23 +114,72 @@ def feature_extractor(cfg: DictConfig, *, device: Any) -> Any:
     return load_classifier(str(cfg.features), device=device)
 
 
-def batches(dataset: Any, *, batch_size: int, device: Any) -> Iterator[Any]:
-    """Images [b, C, H, W] of a split on ``device``, in order."""
+def batches(
+    dataset: Any, *, batch_size: int, device: Any, indices: Any | None = None
+) -> Iterator[Any]:
+    """Images [b, C, H, W] of a split on ``device``, in order: all of them, or those at
+    ``indices`` (a sorted index tensor)."""
     import torch
 
-    for start in range(0, len(dataset), batch_size):
-        x, _ = dataset[torch.arange(start, min(start + batch_size, len(dataset)))]
+    order = torch.arange(len(dataset)) if indices is None else indices
+    for chunk in order.split(batch_size):
+        x, _ = dataset[chunk]
         yield x.to(device)
 
 
-def accuracy_metrics(model: Any, dataset: Any, *, batch_size: int, prefix: str) -> dict:
+def likelihood_subset(size: int, count: int | None, *, seed: int) -> Any | None:
+    """Sorted indices of ``count`` of a split's ``size`` images, drawn by ``seed``; None for
+    all of them (``count`` null or not smaller than the split).
+
+    The importance-sampled bound costs k decodes per image, hours for a conv VAE on a whole
+    test split on a CPU, so by default it is measured on a subset. The same seed gives the
+    same images every time, so figures of two runs or two models compare; a larger count
+    keeps the smaller one's images (it takes a longer prefix of the same permutation).
+    """
+    import torch
+
+    if count is None or count >= size:
+        return None
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    return order[:count].sort().values
+
+
+def subset_record(size: int, indices: Any | None, *, seed: int) -> dict[str, Any]:
+    """What metrics.json says about the images the likelihood was measured on."""
+    if indices is None:
+        return {"images": size, "of": size, "seed": None}
+    return {"images": len(indices), "of": size, "seed": seed}
+
+
+def accuracy_metrics(
+    model: Any, dataset: Any, *, batch_size: int, prefix: str, progress: Progress
+) -> dict:
+    import torch
+
+    images, labels = dataset[torch.arange(len(dataset))]
+    what = f"the classifier's predictions on {len(images)} {prefix} images"
+    _, predicted = classifier_pass(
+        model, images, batch_size=batch_size, progress=progress, phase="accuracy", what=what
+    )
+    return {f"{prefix}/accuracy": float((predicted == labels).double().mean())}
+
+
+def classifier_pass(
+    classifier: Any, images: Any, *, batch_size: int, progress: Progress, phase: str, what: str
+) -> tuple[Any, Any]:
+    """``classifier_outputs`` (features [N, F], classes [N]) batch by batch, with a bar."""
     import torch
 
     from genlab.metrics.features import classifier_outputs
 
-    images, labels = dataset[torch.arange(len(dataset))]
-    _, predicted = classifier_outputs(model, images, batch_size=batch_size)
-    return {f"{prefix}/accuracy": float((predicted == labels).double().mean())}
+    features, classes = [], []
+    for chunk in progress.batches(
+        images.split(batch_size), total=len(images), phase=phase, what=what
+    ):
+        feats, predicted = classifier_outputs(classifier, chunk, batch_size=batch_size)
+        features.append(feats)
+        classes.append(predicted)
+    return torch.cat(features), torch.cat(classes)
 
 
 def score_metrics(model: Any, images: Iterator[Any], *, prefix: str) -> dict:
@@ -138,8 +204,11 @@ def reconstruction_metrics(model: Any, images: Iterator[Any], *, prefix: str) ->
     return {f"{prefix}/mse_per_pixel": float(torch.cat(squared).mean())}
 
 
-def likelihood_metrics(model: Any, images: Iterator[Any], *, k: int, seed: int, prefix: str):
-    """The mean ELBO and importance-weighted log-likelihood bound, nats per image."""
+def likelihood_metrics(
+    model: Any, images: Iterator[Any], *, k: int, seed: int, prefix: str, max_decodes: int
+) -> dict[str, float]:
+    """The mean ELBO and importance-weighted log-likelihood bound, nats per image, decoding
+    at most ``max_decodes`` images (images times draws of z) per forward pass."""
     import torch
 
     from genlab.metrics.likelihood import likelihood_bounds
@@ -147,7 +216,7 @@ def likelihood_metrics(model: Any, images: Iterator[Any], *, k: int, seed: int, 
     generator = torch.Generator().manual_seed(seed)
     elbos, bounds = [], []
     for x in images:
-        elbo, bound = likelihood_bounds(model, x, k=k, generator=generator)
+        elbo, bound = likelihood_bounds(model, x, k=k, generator=generator, max_decodes=max_decodes)
         elbos.append(elbo.double().cpu())
         bounds.append(bound.double().cpu())
     return {
@@ -157,43 +226,109 @@ def likelihood_metrics(model: Any, images: Iterator[Any], *, k: int, seed: int, 
 
 
 def sample_metrics(
-    fake: Any, real: Any, extractor: Any, *, cfg: DictConfig, device: Any
+    fake: Any, real: Any, extractor: Any, *, cfg: DictConfig, device: Any, progress: Progress
 ) -> dict[str, float]:
     """Generated images ``fake`` against ``real`` (both [N, C, H, W] in [0, 1]) in the
     extractor's feature space."""
-    import torch
-
-    from genlab.metrics import coverage_summary, fid, kid, precision_recall
-    from genlab.metrics.features import check_image_shape, classifier_outputs
+    from genlab.metrics.features import check_image_shape
     from genlab.metrics.inception import inception_fid
 
     if isinstance(extractor, Path):
+        progress.announce(
+            f"metrics: Inception FID of {len(fake)} samples against {len(real)} images"
+        )
         return {
             "samples/fid_inception": inception_fid(real, fake, weights=extractor, device=device)
         }
     check_image_shape(extractor, fake.shape[1:], what="this model's samples")
-    real_features, _ = classifier_outputs(extractor, real, batch_size=cfg.batch_size)
-    fake_features, fake_classes = classifier_outputs(extractor, fake, batch_size=cfg.batch_size)
-    kid_mean, kid_std = kid(real_features, fake_features, seed=cfg.seed)
-    precision, recall = precision_recall(real_features, fake_features, k=cfg.pr_k)
-    counts = torch.bincount(fake_classes, minlength=extractor.num_classes)
-    coverage = coverage_summary(counts, threshold=cfg.coverage_threshold)
-    return {
-        "samples/fid": fid(real_features, fake_features),
-        "samples/kid": kid_mean,
-        "samples/kid_std": kid_std,
-        "samples/precision": precision,
-        "samples/recall": recall,
-        **{f"samples/{name}": value for name, value in coverage.items()},
-    }
+    real_features, _ = classifier_pass(
+        extractor,
+        real,
+        batch_size=cfg.batch_size,
+        progress=progress,
+        phase="features (real)",
+        what=f"the classifier's features of the {len(real)} real images",
+    )
+    fake_features, fake_classes = classifier_pass(
+        extractor,
+        fake,
+        batch_size=cfg.batch_size,
+        progress=progress,
+        phase="features (fake)",
+        what=f"the classifier's features and classes of the {len(fake)} samples",
+    )
+    return feature_metrics(
+        real_features,
+        fake_features,
+        fake_classes,
+        num_classes=extractor.num_classes,
+        cfg=cfg,
+        progress=progress,
+    )
 
 
-def probe_metrics(model: Any, dm: Any, test: Any, *, cfg: DictConfig, device: Any) -> dict:
+def feature_metrics(
+    real: Any,
+    fake: Any,
+    fake_classes: Any,
+    *,
+    num_classes: int,
+    cfg: DictConfig,
+    progress: Progress,
+) -> dict[str, float]:
+    """FID, KID, precision/recall and class coverage of features [N, F]; one bar step each,
+    since KID and the k-NN balls of precision/recall are quadratic in N."""
+    import torch
+
+    from genlab.metrics import coverage_summary, fid, kid, precision_recall
+
+    def fid_step() -> dict[str, float]:
+        return {"samples/fid": fid(real, fake)}
+
+    def kid_step() -> dict[str, float]:
+        mean, std = kid(real, fake, seed=cfg.seed)
+        return {"samples/kid": mean, "samples/kid_std": std}
+
+    def precision_recall_step() -> dict[str, float]:
+        precision, recall = precision_recall(real, fake, k=cfg.pr_k)
+        return {"samples/precision": precision, "samples/recall": recall}
+
+    def coverage_step() -> dict[str, float]:
+        counts = torch.bincount(fake_classes, minlength=num_classes)
+        summary = coverage_summary(counts, threshold=cfg.coverage_threshold)
+        return {f"samples/{name}": value for name, value in summary.items()}
+
+    steps = [fid_step, kid_step, precision_recall_step, coverage_step]
+    what = (
+        f"FID, KID, precision/recall (pr_k={cfg.pr_k}) and class coverage of {len(fake)} "
+        f"sample features against {len(real)} real ones"
+    )
+    metrics: dict[str, float] = {}
+    with progress.phase("metrics", what, total=len(steps), unit="metric") as bar:
+        for step in steps:
+            metrics |= step()
+            bar.update()
+    return metrics
+
+
+def probe_metrics(
+    model: Any, dm: Any, test: Any, *, cfg: DictConfig, device: Any, progress: Progress
+) -> dict:
     from genlab.commands import checkpointed
     from genlab.metrics import linear_probe
 
-    train_codes, train_labels = checkpointed.encode_split(model, dm.splits["train"], device=device)
-    test_codes, test_labels = checkpointed.encode_split(model, test, device=device)
+    train = dm.splits["train"]
+    what = f"encoding the {len(train)} training and {len(test)} test images"
+    with progress.phase("probe", what, total=len(train) + len(test)) as bar:
+        train_codes, train_labels = checkpointed.encode_split(
+            model, train, device=device, batch_size=cfg.batch_size, progress=bar.update
+        )
+        test_codes, test_labels = checkpointed.encode_split(
+            model, test, device=device, batch_size=cfg.batch_size, progress=bar.update
+        )
+    labelled = "all" if cfg.probe_labels is None else cfg.probe_labels
+    # scikit-learn's fit has no callback to drive a bar: the line says what is running.
+    progress.announce(f"probe: fitting a logistic regression on {labelled} training codes")
     result = linear_probe(
         train_codes,
         train_labels,
@@ -232,6 +367,13 @@ def print_table(results: dict[str, Any]) -> None:
     )
     for name, value in shown.items():
         print(f"  {name:<{width}}  {value:.6g}")
+    subset = results["settings"].get("likelihood_subset")
+    if subset and subset["images"] < subset["of"]:
+        # Said beside the figures, so that they are not read as the whole split's.
+        print(
+            f"  (elbo, log_likelihood: on {subset['images']} of the {subset['of']} images, "
+            f"drawn by seed={subset['seed']}; likelihood_images=null for all of them)"
+        )
 
 
 def skipped_likelihood(model: Any, k: int) -> list[str]:
@@ -248,15 +390,138 @@ def skipped_likelihood(model: Any, k: int) -> list[str]:
     return ["elbo", "log_likelihood"]
 
 
+def split_metrics(
+    model: Any, test: Any, *, cfg: DictConfig, prefix: str, device: Any, progress: Progress
+) -> dict[str, float]:
+    """What is measured on the split's images themselves: a classifier's accuracy, a
+    reconstruction model's error."""
+    from genlab.models.capabilities import Classifies, Reconstructs, ScoresAnomalies
+
+    def images(phase: str, what: str) -> Iterator[Any]:
+        return progress.batches(
+            batches(test, batch_size=cfg.batch_size, device=device),
+            total=len(test),
+            phase=phase,
+            what=f"{what} of the {len(test)} {prefix} images",
+        )
+
+    metrics: dict[str, float] = {}
+    if isinstance(model, Classifies):
+        metrics |= accuracy_metrics(
+            model, test, batch_size=cfg.batch_size, prefix=prefix, progress=progress
+        )
+    if isinstance(model, ScoresAnomalies):
+        scored = images("score", "the reconstruction error (the anomaly score)")
+        metrics |= score_metrics(model, scored, prefix=prefix)
+    if isinstance(model, Reconstructs):
+        reconstructed = images("reconstruction", "the squared error per pixel")
+        metrics |= reconstruction_metrics(model, reconstructed, prefix=prefix)
+    return metrics
+
+
+def likelihood_phase(
+    model: Any,
+    test: Any,
+    subset: Any | None,
+    *,
+    k: int,
+    cfg: DictConfig,
+    prefix: str,
+    device: Any,
+    progress: Progress,
+) -> dict[str, float]:
+    """The ELBO and the log p(x) bound on the split's images at ``subset`` (None: all)."""
+    count = len(test) if subset is None else len(subset)
+    images = f"{count} {prefix} images"
+    if subset is not None:
+        images = (
+            f"{count} of the {len(test)} {prefix} images (drawn by seed={cfg.seed}; "
+            "likelihood_images=null takes all)"
+        )
+    what = f"the ELBO and the log p(x) bound with k={k} importance samples on {images}"
+    metrics = likelihood_metrics(
+        model,
+        progress.batches(
+            batches(test, batch_size=cfg.batch_size, device=device, indices=subset),
+            total=count,
+            phase="likelihood",
+            what=what,
+        ),
+        k=k,
+        seed=cfg.seed,
+        prefix=prefix,
+        # batch_size is the images per forward pass here too: on a CPU a conv decoder runs
+        # 3 to 4 times faster on 64 images a pass than on 4096 (cache-sized activations).
+        max_decodes=cfg.batch_size,
+    )
+    if model.likelihood == "bernoulli" and not test.binarize:
+        print(
+            "genlab evaluate: note: a Bernoulli likelihood of grey-level pixels is not a "
+            "probability of the images; the nats papers report need data.binarize=true "
+            "(in training and here)"
+        )
+    return metrics
+
+
+def generated_metrics(
+    loaded: Any, test: Any, extractor: Any, *, cfg: DictConfig, progress: Progress
+) -> tuple[Any, dict[str, float]]:
+    """``num_samples`` images drawn from the model, and their metrics against the split."""
+    import torch
+
+    from genlab.commands import checkpointed
+    from genlab.metrics.classifier_trust import classifier_reliability
+    from genlab.metrics.samples import generate
+
+    started = time.perf_counter()
+    generator = torch.Generator().manual_seed(cfg.seed)
+    source = checkpointed.LatentSource(
+        loaded, cfg.data, to=f"be evaluated with features={cfg.features}", progress=progress
+    )
+    if source.fitted is not None:
+        print(f"genlab evaluate: no prior of its own: samples decode a {source.description}")
+    what = f"decoding {cfg.num_samples} draws from {source.description}"
+    with progress.phase("sampling", what, total=cfg.num_samples) as bar:
+        fake = generate(
+            loaded.model,
+            cfg.num_samples,
+            generator=generator,
+            batch_size=cfg.batch_size,
+            latents=lambda n, gen: source.sample(n, generator=gen),
+            progress=bar.update,
+        )
+    # Samples are decoded means (grey levels), so they are compared with the images'
+    # intensities even where training binarised them.
+    real = test.images.float().div(255)
+    metrics = sample_metrics(
+        fake, real, extractor, cfg=cfg, device=loaded.device, progress=progress
+    )
+    print(
+        f"genlab evaluate: {len(fake)} samples drawn and measured against {len(real)} "
+        f"images in {time.perf_counter() - started:.1f} s"
+    )
+    warnings: list[str] = []
+    if not isinstance(extractor, Path):
+        # How far the classifier's verdict on the samples can be trusted.
+        reliability = classifier_reliability(extractor, loaded.model, test.images, test.labels)
+        warnings = reliability.pop("warnings")
+        metrics |= {
+            name.replace("classifier/", "samples/classifier_"): value
+            for name, value in reliability.items()
+        }
+    return fake, metrics, warnings
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     # Before torch is imported: a mistyped option is answered at once.
     check_options(cfg)
     import torch
 
     from genlab.commands import checkpointed
-    from genlab.metrics.samples import generate
-    from genlab.models.capabilities import Classifies, Reconstructs, ScoresAnomalies, Variational
+    from genlab.metrics.classifier_trust import print_warnings
+    from genlab.models.capabilities import Variational
 
+    progress = Progress("evaluate", quiet=cfg.get("quiet", False))
     loaded = checkpointed.load(cfg)
     model, device = loaded.model, loaded.device
     check_requests(model, cfg)
@@ -268,52 +533,22 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     test = checkpointed.split(dm, cfg.split)
     prefix = cfg.split if cfg.split in dm.splits else "val"
 
-    def images() -> Iterator[Any]:
-        return batches(test, batch_size=cfg.batch_size, device=device)
-
-    metrics: dict[str, float] = {}
-    if isinstance(model, Classifies):
-        metrics |= accuracy_metrics(model, test, batch_size=cfg.batch_size, prefix=prefix)
-    if isinstance(model, ScoresAnomalies):
-        metrics |= score_metrics(model, images(), prefix=prefix)
-    if isinstance(model, Reconstructs):
-        metrics |= reconstruction_metrics(model, images(), prefix=prefix)
+    metrics = split_metrics(model, test, cfg=cfg, prefix=prefix, device=device, progress=progress)
     k = cfg.k if cfg.k is not None else DEFAULT_K if isinstance(model, Variational) else 0
     skipped = skipped_likelihood(model, k)
+    subset = likelihood_subset(len(test), cfg.likelihood_images, seed=cfg.seed)
     if k:
-        metrics |= likelihood_metrics(model, images(), k=k, seed=cfg.seed, prefix=prefix)
-        if model.likelihood == "bernoulli" and not test.binarize:
-            print(
-                "genlab evaluate: note: a Bernoulli likelihood of grey-level pixels is not a "
-                "probability of the images; the nats papers report need data.binarize=true "
-                "(in training and here)"
-            )
-    fake = None
+        metrics |= likelihood_phase(
+            model, test, subset, k=k, cfg=cfg, prefix=prefix, device=device, progress=progress
+        )
+    fake, warnings = None, []
     if extractor is not None:
-        started = time.perf_counter()
-        generator = torch.Generator().manual_seed(cfg.seed)
-        source = checkpointed.LatentSource(
-            loaded, cfg.data, to=f"be evaluated with features={cfg.features}"
+        fake, sampled, warnings = generated_metrics(
+            loaded, test, extractor, cfg=cfg, progress=progress
         )
-        if source.fitted is not None:
-            print(f"genlab evaluate: no prior of its own: samples decode a {source.description}")
-        fake = generate(
-            model,
-            cfg.num_samples,
-            generator=generator,
-            batch_size=cfg.batch_size,
-            latents=lambda k, gen: source.sample(k, generator=gen),
-        )
-        # Samples are decoded means (grey levels), so they are compared with the images'
-        # intensities even where training binarised them.
-        real = test.images.float().div(255)
-        metrics |= sample_metrics(fake, real, extractor, cfg=cfg, device=device)
-        print(
-            f"genlab evaluate: {len(fake)} samples drawn and measured against {len(real)} "
-            f"images in {time.perf_counter() - started:.1f} s"
-        )
+        metrics |= sampled
     if cfg.probe:
-        metrics |= probe_metrics(model, dm, test, cfg=cfg, device=device)
+        metrics |= probe_metrics(model, dm, test, cfg=cfg, device=device, progress=progress)
 
     results = {
         "checkpoint": str(Path(cfg.ckpt).expanduser().resolve()),
@@ -321,14 +556,20 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         "split": prefix,
         "images": len(test),
         "binarized": bool(test.binarize),
-        "settings": {key: cfg[key] for key in SETTINGS} | {"k": k},
+        "settings": {key: cfg[key] for key in SETTINGS}
+        | {
+            "k": k,
+            "likelihood_subset": subset_record(len(test), subset, seed=cfg.seed) if k else None,
+        },
         # Metrics this model has but the options turned off, so a reader of metrics.json
         # can tell them from metrics the model lacks.
         "skipped": skipped,
+        "warnings": warnings,
         "metrics": metrics,
     }
     path = write_results(results, output_dir=loaded.output_dir, samples=fake)
     print_table(results)
+    print_warnings("evaluate", results)
     print(f"genlab evaluate: metrics in {path}")
     return metrics
 

@@ -52,9 +52,9 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from genlab.commands import checkpointed
+    from genlab.commands.figures import interpolation_labels, rows_png
     from genlab.latent import path_between
     from genlab.models.capabilities import Encodes, require
-    from genlab.viz import rows_grid, save_png
 
     loaded = checkpointed.load(cfg)
     model = loaded.model
@@ -67,7 +67,10 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
             Encodes,
             to="encode images; use source=prior to interpolate between random latents",
         )
-        dataset = checkpointed.split(checkpointed.datamodule(loaded, cfg.data), cfg.split)
+        dm = checkpointed.datamodule(loaded, cfg.data)
+        split = checkpointed.split_name(dm, cfg.split)
+        dataset = checkpointed.split(dm, split)
+        between = f"{split} images"
         pairs = pick_pairs(cfg, len(dataset))
         index = torch.tensor(pairs).flatten()
         images, _ = dataset[index]
@@ -76,6 +79,7 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
     else:
         source = checkpointed.LatentSource(loaded, cfg.data, to="interpolate between latents")
         z = source.sample(2 * cfg.num_pairs, generator=generator)
+        split, between = "", f"latents drawn from {source.description}"
         starts, stops = z[0::2], z[1::2]
     paths = torch.stack(
         [
@@ -91,7 +95,16 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
         else row
         for k, row in enumerate(decoded)
     ]
-    png = save_png(rows_grid(rows), loaded.output_dir / "interpolation.png")
+    labels = interpolation_labels(
+        steps=cfg.steps, paths=len(rows), pairs=pairs, split=split, method=cfg.method
+    )
+    png = rows_png(
+        loaded,
+        rows,
+        labels=labels,
+        what=f"{cfg.method} interpolation between {between}",
+        path=loaded.output_dir / "interpolation.png",
+    )
     tensors = checkpointed.save_tensors(
         {"images": decoded, "codes": paths, "pairs": torch.tensor(pairs, dtype=torch.long)},
         loaded.output_dir / "interpolation.pt",

@@ -25,6 +25,7 @@ from genlab.commands.common import (
     run_command,
 )
 from genlab.errors import CheckpointError, ConfigError
+from genlab.progress import Progress
 
 MODES = ("prior", "manifold")
 
@@ -41,14 +42,12 @@ def check_options(cfg: DictConfig) -> None:
 def sample(cfg: DictConfig) -> dict[str, Any]:
     # Before torch is imported: a mistyped option is answered at once.
     check_options(cfg)
-    import math
-
     import torch
 
     from genlab.commands import checkpointed
     from genlab.latent import manifold_grid
     from genlab.models.capabilities import Conditional, Decodes, require
-    from genlab.viz import make_grid, save_png
+    from genlab.viz import grid_columns, make_grid, save_png
 
     loaded = checkpointed.load(cfg)
     model = loaded.model
@@ -76,7 +75,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         z = source.sample(cfg.n, temperature=cfg.temperature, generator=generator)
         if source.fitted is not None:
             result["prior"] = source.description
-        nrow = math.ceil(math.sqrt(cfg.n))
+        nrow = grid_columns(cfg.n)
 
     saved = {"z": z.cpu()}
     if conditional:
@@ -84,37 +83,91 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         images = checkpointed.decode(model, z.cpu(), device=loaded.device, labels=labels)
         saved["labels"] = labels
         if cfg.label is None and cfg.mode == "prior":
-            nrow = model.num_classes
+            nrow = grid_columns(cfg.n, period=model.num_classes)
     else:
         images = checkpointed.decode(model, z.cpu(), device=loaded.device)
+    # samples.png stays free of text, ready for a paper; what needs labels to read gets an
+    # annotated figure beside it.
     png = save_png(make_grid(images, nrow=nrow), loaded.output_dir / "samples.png")
+    figure = labelled_samples(loaded, images, saved, mode=cfg.mode, nrow=nrow)
+    if figure is not None:
+        result["figure"] = str(figure)
+        print(f"genlab sample: labelled figure in {figure}")
     tensors = checkpointed.save_tensors(
         {"images": images, **saved}, loaded.output_dir / "samples.pt"
     )
     print(f"genlab sample: {len(images)} samples in {png} and {tensors}")
     if cfg.classify is not None:
-        result["classes"] = classify(cfg.classify, images, loaded)
+        progress = Progress("sample", quiet=cfg.get("quiet", False))
+        real = checkpointed.split(checkpointed.datamodule(loaded, cfg.data), "test")
+        result["classes"] = classify(
+            cfg.classify, images, loaded, real=(real.images, real.labels), progress=progress
+        )
     return {**result, "png": str(png), "tensors": str(tensors), "n": len(images)}
 
 
-def classify(path: str, images: Any, loaded: Any) -> dict[str, float]:
-    """Class shares of the samples by a classifier checkpoint, written to classes.json: a
-    generator that covers few classes has collapsed onto a few modes."""
+def labelled_samples(
+    loaded: Any, images: Any, saved: dict[str, Any], *, mode: str, nrow: int
+) -> Any:
+    """manifold.png (the z1 and z2 of each column and row) for mode=manifold, and
+    samples_by_class.png (the classes) for conditional models; None for other samples."""
+    from genlab.commands.figures import class_samples_png, manifold_png
 
+    out = loaded.output_dir
+    if mode == "manifold":
+        return manifold_png(loaded, images, saved["z"], side=nrow, path=out / "manifold.png")
+    if "labels" in saved:
+        path = out / "samples_by_class.png"
+        return class_samples_png(loaded, images, saved["labels"], ncol=nrow, path=path)
+    return None
+
+
+def classify(
+    path: str,
+    images: Any,
+    loaded: Any,
+    *,
+    real: tuple[Any, Any] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, float]:
+    """Class shares of the samples by a classifier checkpoint, written to classes.json: a
+    generator that covers few classes has collapsed onto a few modes. With ``real`` test
+    images and labels, the classifier's accuracy on them and on the model's reconstructions
+    goes beside the shares, with a warning when it is too low to trust the shares."""
+    from genlab.metrics.classifier_trust import classifier_reliability, print_warnings
     from genlab.metrics.coverage import class_histogram, coverage_summary
     from genlab.metrics.features import check_image_shape, load_classifier
 
     classifier = load_classifier(path, device=loaded.device)
     check_image_shape(classifier, tuple(images.shape[1:]), what="the samples")
-    counts = class_histogram(classifier, images, device=loaded.device)
+    progress = progress or Progress("sample", quiet=True)
+    what = f"the classes of the {len(images)} samples by {path}"
+    chunks = progress.batches(images.split(500), total=len(images), phase="classify", what=what)
+    counts = sum(class_histogram(classifier, chunk, device=loaded.device) for chunk in chunks)
     summary = coverage_summary(counts)
     report = {**summary, "counts": counts.tolist(), "classifier": str(path)}
+    if real is not None:
+        reliability = classifier_reliability(classifier, loaded.model, *real)
+        report["warnings"] = reliability.pop("warnings")
+        report |= reliability
     write_json(loaded.output_dir / "classes.json", report)
     shares = ", ".join(f"{k}: {summary[f'class_{k}']:.2f}" for k in range(len(counts)))
     print(
         f"genlab sample: classes covered {summary['classes_covered']:.0f} of {len(counts)}, "
         f"KL(classes || uniform) {summary['kl_uniform']:.3f} nats; shares {shares}"
     )
+    if real is not None:
+        print(
+            f"genlab sample: the classifier is right on {report['classifier/accuracy_real']:.1%}"
+            f" of {report['classifier/images']} real test images"
+            + (
+                f" and {report['classifier/accuracy_reconstructions']:.1%} of the model's "
+                "reconstructions of them"
+                if "classifier/accuracy_reconstructions" in report
+                else ""
+            )
+        )
+        print_warnings("sample", report)
     return summary
 
 

@@ -20,9 +20,11 @@ def generate(
     generator: torch.Generator | None = None,
     batch_size: int = 1000,
     latents: LatentSampler | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> Tensor:
     """n images [n, C, H, W] in [0, 1] on the CPU: decoded draws from ``latents`` (by default
-    the model's own prior), in batches, in eval mode (restored afterwards)."""
+    the model's own prior), in batches, in eval mode (restored afterwards). ``progress`` is
+    called with each batch's size once it is decoded (a progress bar's ``update``)."""
     if latents is None:
         require(model, HasPrior, to="generate images")
         prior = model
@@ -39,5 +41,7 @@ def generate(
         for start in range(0, n, batch_size):
             z = latents(min(batch_size, n - start), generator).to(device)
             parts.append(model.decode(z).float().clamp(0, 1).cpu())
+            if progress is not None:
+                progress(len(z))
     model.train(was_training)
     return torch.cat(parts)
