@@ -149,6 +149,24 @@ def train_checkpoint(workdir: Path, *overrides: str) -> Path:
     return run / "checkpoints" / "last.ckpt"
 
 
+# Overrides for a tiny checkpoint of each kind that the command tests share.
+TINY_VAE = ("model=vae", "model.encoder.hidden_dims=[32]", "model.latent_dim=4")
+TINY_CLASSIFIER = ("model=classifier", "model.channels=[8,16]", "model.feature_dim=16")
+
+
+def mirrored_decoder(
+    channels: int, image_size: int, latent_dim: int, hidden_dims: Sequence[int], activation: str
+) -> MLPDecoder:
+    """The MLP decoder that mirrors an encoder with these hidden layers."""
+    return MLPDecoder(
+        out_channels=channels,
+        image_size=image_size,
+        latent_dim=latent_dim,
+        hidden_dims=hidden_dims,
+        hidden_activation=activation,
+    )
+
+
 def mlp_autoencoder(
     cls: type[Autoencoder] = Autoencoder,
     *,
@@ -169,13 +187,7 @@ def mlp_autoencoder(
         hidden_activation=activation,
         latent_activation=latent_activation,
     )
-    decoder = MLPDecoder(
-        out_channels=in_channels,
-        image_size=image_size,
-        latent_dim=latent_dim,
-        hidden_dims=hidden_dims,
-        hidden_activation=activation,
-    )
+    decoder = mirrored_decoder(in_channels, image_size, latent_dim, hidden_dims, activation)
     return cls(encoder=encoder, decoder=decoder, **shape, latent_dim=latent_dim, **options)
 
 
@@ -194,11 +206,5 @@ def mlp_vae(
     encoder = MLPGaussianEncoder(
         **shape, latent_dim=latent_dim, hidden_dims=hidden_dims, hidden_activation=activation
     )
-    decoder = MLPDecoder(
-        out_channels=in_channels,
-        image_size=image_size,
-        latent_dim=latent_dim,
-        hidden_dims=hidden_dims,
-        hidden_activation=activation,
-    )
+    decoder = mirrored_decoder(in_channels, image_size, latent_dim, hidden_dims, activation)
     return cls(encoder=encoder, decoder=decoder, **shape, latent_dim=latent_dim, **options)

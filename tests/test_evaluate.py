@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_idx_dataset, new_run, run_genlab, train_checkpoint
+from conftest import (
+    TINY_CLASSIFIER,
+    TINY_VAE,
+    make_idx_dataset,
+    new_run,
+    run_genlab,
+    train_checkpoint,
+)
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -33,16 +40,12 @@ def ae_ckpt(workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def vae_ckpt(workdir: Path) -> Path:
-    return train_checkpoint(
-        workdir, "model=vae", "model.encoder.hidden_dims=[32]", "model.latent_dim=4"
-    )
+    return train_checkpoint(workdir, *TINY_VAE)
 
 
 @pytest.fixture(scope="module")
 def classifier_ckpt(workdir: Path) -> Path:
-    return train_checkpoint(
-        workdir, "model=classifier", "model.channels=[8,16]", "model.feature_dim=16"
-    )
+    return train_checkpoint(workdir, *TINY_CLASSIFIER)
 
 
 def evaluate_cli(workdir: Path, *args: str) -> tuple[Path, dict, str]:

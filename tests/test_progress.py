@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import make_idx_dataset, run_in_process, train_checkpoint
+from conftest import TINY_CLASSIFIER, TINY_VAE, make_idx_dataset, run_in_process, train_checkpoint
 from omegaconf import OmegaConf
 
 import genlab
@@ -60,16 +60,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def vae_ckpt(workdir: Path) -> Path:
-    return train_checkpoint(
-        workdir, "model=vae", "model.encoder.hidden_dims=[32]", "model.latent_dim=4"
-    )
+    return train_checkpoint(workdir, *TINY_VAE)
 
 
 @pytest.fixture(scope="module")
 def classifier_ckpt(workdir: Path) -> Path:
-    return train_checkpoint(
-        workdir, "model=classifier", "model.channels=[8,16]", "model.feature_dim=16"
-    )
+    return train_checkpoint(workdir, *TINY_CLASSIFIER)
 
 
 # Each command's long phases, and the line that announces one of them.
