@@ -98,10 +98,11 @@ def _offered(word: str, hidden: set[str]) -> bool:
     return head not in hidden
 
 
-def _all_groups() -> set[str]:
+def hidden_groups(command: str) -> set[str]:
+    """The config groups of the config folder that ``command`` does not take."""
     from genlab.commands.common import CONFIG_DIR
 
-    return {p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir()}
+    return {p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir()} - accepted_groups(command)
 
 
 def _run_app(command: str, args: list[str], *, argv0: str | None = None) -> None:
@@ -111,7 +112,7 @@ def _run_app(command: str, args: list[str], *, argv0: str | None = None) -> None
         module.main()
         return
     # Hydra's help lists every group of the config folder; keep the ones this command takes.
-    hidden = _all_groups() - accepted_groups(command)
+    hidden = hidden_groups(command)
     captured = io.StringIO()
     try:
         with contextlib.redirect_stdout(captured):
@@ -140,7 +141,7 @@ def complete(args: list[str]) -> int:
     if words[1] not in COMMANDS:
         return 0
     os.environ["COMP_LINE"] = line.replace(f" {words[1]}", "", 1)
-    hidden = _all_groups() - accepted_groups(words[1])
+    hidden = hidden_groups(words[1])
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):
         _run_app(words[1], args, argv0="genlab")

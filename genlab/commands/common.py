@@ -127,7 +127,7 @@ def _user_message(exc: BaseException) -> str | None:
     if cause is None:
         return None
     if isinstance(cause, MissingMandatoryValue):
-        key = getattr(cause, "full_key", "") or "a required value"
+        key = cause.full_key or "a required value"
         return f"missing a required config value: {key}; set it on the command line, e.g. {key}=..."
     return str(cause)
 

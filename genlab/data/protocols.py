@@ -8,7 +8,14 @@ from typing import Protocol, runtime_checkable
 
 
 @runtime_checkable
-class SplitImages(Protocol):
+class NamesClasses(Protocol):
+    """``class_names``: one name per label (enough for a classifier to check its size)."""
+
+    class_names: list
+
+
+@runtime_checkable
+class SplitImages(NamesClasses, Protocol):
     """``splits``: split name -> dataset indexable by a tensor of indices, returning
     (images [k, C, H, W] in [0, 1], labels [k]), with ``labels`` and ``images`` attributes;
     ``class_names``: one name per label. Both are ready after ``setup("test")``."""

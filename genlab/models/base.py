@@ -86,13 +86,15 @@ def _is_plain(value: Any) -> bool:
 class GenlabModule(pl.LightningModule):
     """Base of every genlab model. Subclasses call ``super().__init__()`` first; their
     keyword arguments that are plain values become ``self.hparams`` (and so checkpoint
-    data), those that are networks are listed in ``self.network_names``."""
+    data), those that are networks are remembered for the checkpoint's build config.
+    ``optimizer_factory`` is the factory ``configure_optimizers`` builds from."""
 
     # The metric whose best value picks the "best" checkpoint; None keeps only the latest.
     checkpoint_monitor: str | None = "val/loss"
     # The grid of samples decodes the same codes every epoch, so epochs compare directly.
     NUM_FIXED_SAMPLES = 64
     SAMPLES_PER_ROW = 8
+    optimizer_factory: OptimizerFactory | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,7 +103,10 @@ class GenlabModule(pl.LightningModule):
         init_args: dict[str, Any] = {}
         for local_args in collect_init_args(caller, []):
             init_args.update(local_args)
-        self.network_names = [k for k, v in init_args.items() if isinstance(v, nn.Module)]
+        # Kept out of the module tree (the model registers them itself, under any name).
+        self.__dict__["_networks"] = {
+            k: v for k, v in init_args.items() if isinstance(v, nn.Module)
+        }
         objects = [k for k, v in init_args.items() if not _is_plain(v)]
         self.save_hyperparameters(ignore=objects, frame=caller, logger=False)
 
@@ -172,9 +177,7 @@ class GenlabModule(pl.LightningModule):
         return (p for p in self.parameters() if p.requires_grad)
 
     def configure_optimizers(self) -> Any:
-        return build_optimizer(
-            getattr(self, "optimizer_factory", None), self.trainable_parameters(), key="optimizer"
-        )
+        return build_optimizer(self.optimizer_factory, self.trainable_parameters(), key="optimizer")
 
     # Checkpoints.
 
@@ -187,15 +190,15 @@ class GenlabModule(pl.LightningModule):
         parameters = inspect.signature(cls).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         config.update({k: v for k, v in self.hparams.items() if takes_any or k in parameters})
-        for name in self.network_names:
-            config[name] = describe(getattr(self, name))
+        for name, network in self._networks.items():
+            config[name] = describe(network)
         return config
 
     def describe_run(self) -> dict[str, Any]:
         """A run config for a model trained outside ``genlab train``: the model's own, and
         the data module's where it records its hyperparameters."""
         run: dict[str, Any] = {"model": self.model_config()}
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and datamodule.hparams:
             cls = type(datamodule)
             run["data"] = {"_target_": f"{cls.__module__}.{cls.__qualname__}"}

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from genlab.data.protocols import NamesClasses
 from genlab.errors import ConfigError
 from genlab.models.base import GenlabModule, OptimizerFactory
 from genlab.models.capabilities import Classifies
@@ -91,8 +92,8 @@ class Classifier(GenlabModule, Classifies):
         return self.head(self.features(x))
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        names = getattr(datamodule, "class_names", None) or []
+        data = self.trainer.datamodule
+        names = data.class_names if isinstance(data, NamesClasses) else []
         if len(names) > self.num_classes:
             raise ConfigError(
                 f"the dataset has {len(names)} classes but model.num_classes="

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from genlab.data.protocols import SplitImages
 from genlab.errors import ConfigError
 from genlab.models.capabilities import Conditional
 from genlab.models.gans.loop import GAN
@@ -101,7 +102,8 @@ class ConditionalGAN(GAN, Conditional):
         return {"val/samples": [self.decode(z, c) for c in range(self.num_classes)]}
 
     def on_fit_start(self) -> None:
-        splits = getattr(self.trainer.datamodule, "splits", None) or {}
+        data = self.trainer.datamodule
+        splits = data.splits if isinstance(data, SplitImages) else {}
         if "train" in splits and int(splits["train"].labels.max()) >= self.num_classes:
             raise ConfigError(
                 f"the training data has labels up to {int(splits['train'].labels.max())} but "
