@@ -15,7 +15,7 @@ ARGS ?=
 $(BIN)/genlab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sweep,mlflow]"
 	touch $@
 
 install: $(BIN)/genlab

@@ -51,6 +51,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "score every test image by reconstruction error; histogram, ROC and AUROC",
         "genlab anomaly ckpt=PATH",
     ),
+    "report": (
+        "genlab.commands.report",
+        "compare the jobs of a sweep (or one run): table, metric plots, best image grid",
+        "genlab report outputs/multirun/train/DATE/TIME",
+    ),
+    "translate": (
+        "genlab.commands.translate",
+        "translate an image or a folder with a Pix2Pix or CycleGAN checkpoint",
+        "genlab translate ckpt=PATH input=photos/ direction=AtoB",
+    ),
 }
 
 USAGE_TAIL = """\
@@ -202,6 +212,70 @@ def with_resumed_run_dir(command: str, args: list[str]) -> list[str]:
     return [*args, f"hydra.run.dir={Path(resume).expanduser().resolve()}"]
 
 
+def with_report_dir(command: str, args: list[str]) -> list[str]:
+    """``genlab report DIR``: a word that is neither an option nor an override is
+    ``dir=DIR``, quoted for Hydra (a path may hold commas or spaces)."""
+    if command != "report":
+        return args
+    words = []
+    for arg in args:
+        if arg.startswith("-") or "=" in arg:
+            words.append(arg)
+        else:
+            quoted = arg.replace("'", "\\'")
+            words.append(f"dir='{quoted}'")
+    return words
+
+
+# Commands that write into folders they are given, not into a run directory of their own.
+NO_RUN_DIR_COMMANDS = ("report",)
+
+# Config options that come from optional plugins: the module each needs, and the extra of
+# genlab that installs it (pyproject.toml).
+PLUGIN_OPTIONS: dict[str, tuple[str, str, str]] = {
+    "hydra/sweeper=optuna": ("optuna", "Optuna", "sweep"),
+    "hydra/launcher=joblib": (
+        "hydra_plugins.hydra_joblib_launcher",
+        "hydra-joblib-launcher",
+        "sweep",
+    ),
+    "hydra/launcher=submitit_local": (
+        "hydra_plugins.hydra_submitit_launcher",
+        "hydra-submitit-launcher",
+        "slurm",
+    ),
+    "hydra/launcher=submitit_slurm": (
+        "hydra_plugins.hydra_submitit_launcher",
+        "hydra-submitit-launcher",
+        "slurm",
+    ),
+    "hydra/launcher=slurm": (
+        "hydra_plugins.hydra_submitit_launcher",
+        "hydra-submitit-launcher",
+        "slurm",
+    ),
+}
+
+
+def missing_plugin(args: list[str]) -> str | None:
+    """What to install for a sweeper or launcher the command line picks, when its plugin is
+    missing (Hydra itself would only say it "could not find" the option); else None."""
+    import importlib.util
+
+    for arg in args:
+        needed = PLUGIN_OPTIONS.get(arg.removeprefix("override ").lstrip("+"))
+        if needed is None:
+            continue
+        module, package, extra = needed
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            return f"{arg} needs {package}, which is not installed: pip install 'genlab[{extra}]'"
+    return None
+
+
 QUIET_FLAG = "--quiet"
 
 
@@ -227,8 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genlab: unknown command {command!r}\n", file=sys.stderr)
         print(usage(), end="", file=sys.stderr)
         return 2
-    rest = with_quiet(command, with_resumed_run_dir(command, rest))
-    problem = run_dir_problem(command, rest)
+    rest = with_quiet(command, with_resumed_run_dir(command, with_report_dir(command, rest)))
+    problem = None if command in NO_RUN_DIR_COMMANDS else run_dir_problem(command, rest)
+    problem = missing_plugin(rest) or problem
     if problem is not None:
         print(f"genlab {command}: error: {problem}", file=sys.stderr)
         return 1

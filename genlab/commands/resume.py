@@ -2,8 +2,8 @@
 
 ``genlab train ckpt_path=FILE`` (a new run directory) and ``genlab train resume=RUN_DIR``
 (that run's directory, its logs appended to) rebuild the run from the config stored in the
-checkpoint: its model, data, optimizer, trainer, seed and test flag. What the user typed on
-the command line goes on top, so nothing has to be repeated and anything can still be
+checkpoint: its model, data, optimizer, scheduler, trainer, seed and test flag. What the
+user typed on the command line goes on top, so nothing has to be repeated and anything can still be
 changed (``trainer.max_epochs=20``). An override that names another model than the one the
 weights belong to is refused.
 """
@@ -18,11 +18,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from genlab.errors import CheckpointError, ConfigError
 
 # What a resumed run takes from its checkpoint; everything else is the new command's.
-RESTORED = ("model", "data", "optimizer", "trainer", "seed", "test")
+RESTORED = ("model", "data", "optimizer", "scheduler", "trainer", "seed", "test")
 # The restored nodes that name classes, all checked against the trusted modules.
-CHECKED = ("model", "data", "optimizer", "trainer")
+CHECKED = ("model", "data", "optimizer", "scheduler", "trainer")
 # Config groups, as opposed to keys: `model=vae` picks a file, `model.beta=2` sets a value.
-GROUPS = ("model", "data", "optimizer", "trainer")
+GROUPS = ("model", "data", "optimizer", "scheduler", "trainer")
 
 
 def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
@@ -78,6 +78,8 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         for node in RESTORED:
             if node in stored:
                 merged[node] = stored[node]
+            elif node == "scheduler":  # a run from before schedulers had none
+                merged[node] = None
         # The stored trainer wrote into the old run directory.
         merged.trainer.default_root_dir = cfg.trainer.default_root_dir
         merged.ckpt_path = str(path)

@@ -19,9 +19,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genlab.commands.common import CONFIG_DIR, check_int, check_number, run_command
 from genlab.errors import CheckpointError, ConfigError
+from genlab.sweepers import register_optuna_sweeper
+from genlab.sweepers.jobs import as_rank_of_sweep_job, divide_threads, sweep_job_for_ddp_ranks
 
 # The config nodes whose classes train builds (trainer, callbacks and logger included).
 BUILT_NODES = ("model", "data", "trainer", "callbacks", "logger")
+
+# hydra/sweeper=optuna, genlab's Optuna sweeper, however genlab was installed.
+register_optuna_sweeper()
 
 
 def check_importable(cfg: DictConfig) -> None:
@@ -76,9 +81,10 @@ CLAIM = ".genlab-run"
 def claim_run_directory(output_dir: Path, *, resuming: bool) -> None:
     """Make the run directory this run's alone: two runs started in the same instant must
     not write into one directory. Processes that Lightning's DDP launcher started for the
-    same run (LOCAL_RANK set) share it."""
+    same run (LOCAL_RANK set), or that SLURM started for it (SLURM_PROCID), share it."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    if resuming or os.environ.get("LOCAL_RANK", "0") != "0":
+    other_rank = any(os.environ.get(v, "0") != "0" for v in ("LOCAL_RANK", "SLURM_PROCID"))
+    if resuming or other_rank:
         return
     try:
         os.close(os.open(output_dir / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -101,16 +107,40 @@ def check_devices(cfg: DictConfig) -> None:
         )
 
 
-def uses_manual_optimization(cfg: DictConfig) -> bool:
-    """Whether the model is one of genlab's GANs, which step their own optimizers."""
-    from hydra.utils import get_class
+def build_loggers(node: Any) -> list[Any]:
+    """The loggers of the ``logger`` node: one per entry (``logger=[tensorboard,csv]``,
+    ``logger=many``), or the node itself when it is a single logger with a ``_target_``, the
+    shape of runs from before several loggers could be combined. MLflow's store directory is
+    made first; without mlflow installed, a clear error before any training."""
+    from hydra.utils import instantiate
 
-    from genlab.models.gans import GAN
+    if not node:
+        return []
+    entries = [node] if "_target_" in node else [v for v in node.values() if v]
+    for entry in entries:
+        if str(entry.get("_target_", "")).endswith("MLFlowLogger"):
+            import importlib.util
+
+            if importlib.util.find_spec("mlflow") is None:
+                raise ConfigError(
+                    "logger=mlflow needs MLflow, which is not installed: pip install "
+                    "genlab[mlflow] (or mlflow-skinny sqlalchemy alembic), or pick "
+                    "logger=tensorboard"
+                )
+            uri = str(entry.get("tracking_uri") or "")
+            if uri.startswith("sqlite:///"):
+                Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return [instantiate(entry) for entry in entries]
+
+
+def uses_manual_optimization(cfg: DictConfig) -> bool:
+    """Whether the model steps its own optimizers (genlab's GANs, Pix2Pix, CycleGAN)."""
+    from hydra.utils import get_class
 
     target = cfg.model.get("_target_")
     try:
-        return target is not None and issubclass(get_class(target), GAN)
-    except (ImportError, ValueError, TypeError):
+        return target is not None and bool(get_class(target).steps_own_optimizers)
+    except (ImportError, ValueError, TypeError, AttributeError):
         return False
 
 
@@ -125,6 +155,11 @@ def adapt_to_manual_optimization(cfg: DictConfig, overrides: list[str] | None) -
             raise ConfigError(
                 "a GAN clips each network's gradient norm (model.grad_clip_norm); "
                 "trainer.gradient_clip_algorithm=value is not supported for it"
+            )
+        if "grad_clip_norm" not in model:
+            raise ConfigError(
+                "trainer.gradient_clip_val is not supported by this model, which steps its "
+                "own optimizers and has no model.grad_clip_norm option"
             )
         if model.get("grad_clip_norm") not in (None, clip):
             raise ConfigError(
@@ -147,7 +182,7 @@ def adapt_to_manual_optimization(cfg: DictConfig, overrides: list[str] | None) -
     typed = [o.lstrip("+~").split("=")[0].split(".")[0] for o in overrides or []]
     if "optimizer" not in model and "optimizer" in typed:
         raise ConfigError(
-            "this GAN has its own optimizers, model.optimizer_g and model.optimizer_d, so the "
+            "this model has its own optimizers, model.optimizer_g and model.optimizer_d, so the "
             "top-level optimizer= is not used; set e.g. model.optimizer_g.lr=1e-4 "
             "model.optimizer_d.lr=4e-4 (or their _target_) instead"
         )
@@ -226,8 +261,10 @@ def train(
 
     from genlab.atomic import write_text
     from genlab.callbacks.checkpoints import AtomicCheckpointIO, LastCheckpoint
+    from genlab.callbacks.hparams import HParamsLogger, write_run_metrics
     from genlab.callbacks.run_config import RunConfig
     from genlab.models.base import GenlabModule
+    from genlab.sweepers.pruning import pruning_callbacks
 
     cfg = prepare(cfg, overrides)
     check_importable(cfg)
@@ -240,9 +277,25 @@ def train(
     run_config = OmegaConf.to_container(cfg, resolve=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
+    if cfg.get("scheduler"):
+        if not isinstance(model, GenlabModule):
+            raise ConfigError(
+                f"scheduler={cfg.scheduler.get('_target_', '?').rpartition('.')[2]} applies to "
+                f"genlab's models; {type(model).__name__} is a plain LightningModule, so return "
+                "its scheduler from its own configure_optimizers and set scheduler=none"
+            )
+        model.scheduler_factory = instantiate(cfg.scheduler)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     callbacks.append(RunConfig(run_config))
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    callbacks.extend(pruning_callbacks(cfg))  # a trial of hydra/sweeper=optuna with a pruner
+    # The config and metrics where runs are compared: HParams, hparams.yaml, metrics.json.
+    hparams = HParamsLogger(
+        run_config,
+        monitor=cfg.get("optimized_metric") or "val/loss",
+        direction=cfg.get("optimized_direction") or "minimize",
+    )
+    callbacks.append(hparams)
+    logger = build_loggers(cfg.get("logger")) or False
     # A model without a meaningful val/loss (a GAN) names its own metric, or None to keep
     # only the latest checkpoint. A user's LightningModule outside the base gets val/loss.
     monitor = model.checkpoint_monitor if isinstance(model, GenlabModule) else "val/loss"
@@ -251,6 +304,10 @@ def train(
             callback.monitor = monitor
             if monitor is None:
                 callback.filename = "epoch{epoch:03d}"
+            elif "val/loss" in (callback.filename or ""):
+                # The file name shows the metric the model is judged by (val/l1: val_l1...).
+                name = monitor.replace("/", "_")
+                callback.filename = f"epoch{{epoch:03d}}-{name}{{{monitor}:.4f}}"
     # Without a configured ModelCheckpoint (callbacks=none) Lightning would add its own.
     checkpointing = any(isinstance(c, ModelCheckpoint | LastCheckpoint) for c in callbacks)
     trainer: pl.Trainer = instantiate(
@@ -290,12 +347,35 @@ def train(
             verbose=trainer.is_global_zero,
         )
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    if trainer.is_global_zero:
+        status = "interrupted" if trainer.interrupted else "finished"
+        write_run_metrics(
+            output_dir / "metrics.json", hparams, status=status, resumed=bool(cfg.get("resume"))
+        )
     if best:
         rank_zero_info(f"genlab train: best checkpoint {best}")
     last = output_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         rank_zero_info(f"genlab train: last checkpoint {last}")
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer, "cfg": cfg}
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """What a search optimises: the run's final ``optimized_metric`` (configs/train.yaml).
+    None when the run did not log it; in a sweep, a note then names the metrics it did."""
+    from genlab.commands.common import in_multirun
+
+    name = str(cfg.get("optimized_metric") or "val/loss")
+    if name in metrics:
+        return metrics[name]
+    if in_multirun():
+        logged = ", ".join(sorted(metrics)) or "none"
+        print(
+            f"genlab train: note: this run logged no {name}, so it returns nothing to the "
+            f"sweeper; set optimized_metric to one it logged ({logged})",
+            file=sys.stderr,
+        )
+    return None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -305,14 +385,18 @@ def main(cfg: DictConfig) -> float | None:
     from genlab.callbacks.checkpoints import Preempted
 
     overrides = list(HydraConfig.get().overrides.task)
+    divide_threads()  # parallel jobs of one machine share its cores
     try:
-        metrics, _ = run_command(lambda c: train(c, overrides), cfg)
+        with sweep_job_for_ddp_ranks():
+            metrics, _ = run_command(lambda c: train(c, overrides), cfg)
     except Preempted as stopped:
         print(f"genlab train: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
     # Returned for Hydra sweepers that optimise a value.
-    return metrics.get("val/loss")
+    return optimized_value(cfg, metrics)
 
 
 if __name__ == "__main__":
+    # A DDP rank that Lightning re-launched from a job of a sweep runs that job alone.
+    sys.argv = [sys.argv[0], *as_rank_of_sweep_job(sys.argv[1:])]
     main()

@@ -7,6 +7,9 @@
 - the hyperparameters: every plain constructor argument, while networks and optimizer
   factories (callables) are kept out;
 - the optimizer factory type and the one way a factory becomes an optimizer;
+- learning-rate schedulers (genlab.schedulers): one per optimizer, built from
+  ``scheduler_factory``, and, for models that step their own optimizers (GANs), stepped
+  here, so that no subclass has to; the learning rates logged as ``train/lr``;
 - N(0, I) noise drawn where a seeded generator lives, and the fixed noise batch that the
   image grids decode every epoch;
 - logging a dict of named loss terms as ``stage/name``.
@@ -22,16 +25,22 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.parsing import collect_init_args
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from genlab.errors import ConfigError
 from genlab.models.capabilities import capabilities_of
 from genlab.nn.network import describe
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+# factory(optimizer, *, total_steps, total_epochs, steps_per_epoch) -> Lightning's
+# lr-scheduler dict; see genlab.schedulers.
+SchedulerFactory = Callable[..., dict[str, Any]]
 
 # Checkpoint keys genlab adds to Lightning's.
 CONFIG_KEY = "genlab_config"
 VERSION_KEY = "genlab_version"
+# Scheduler steps a checkpoint was saved before: see GenlabModule.on_save_checkpoint.
+PENDING_LR_KEY = "genlab_pending_lr_steps"
 
 
 def standard_normal(
@@ -95,6 +104,14 @@ class GenlabModule(pl.LightningModule):
     NUM_FIXED_SAMPLES = 64
     SAMPLES_PER_ROW = 8
     optimizer_factory: OptimizerFactory | None = None
+    # True for models that step their own optimizers (manual optimization): `genlab train`
+    # then hands trainer.gradient_clip_val and accumulate_grad_batches to their options.
+    steps_own_optimizers: bool = False
+    # Set by `genlab train` from scheduler=: one scheduler per optimizer; None for none.
+    scheduler_factory: SchedulerFactory | None = None
+    # How the learning rates are logged, in build_optimizers' order: train/lr_NAME each
+    # (train/lr for a single optimizer left unnamed).
+    optimizer_names: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         super().__init__()
@@ -176,8 +193,132 @@ class GenlabModule(pl.LightningModule):
     def trainable_parameters(self) -> Iterable[nn.Parameter]:
         return (p for p in self.parameters() if p.requires_grad)
 
+    def build_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The model's optimizers; subclasses with several (a GAN's G and D) override this.
+        Here: the one built from ``optimizer_factory``."""
+        return [
+            build_optimizer(self.optimizer_factory, self.trainable_parameters(), key="optimizer")
+        ]
+
     def configure_optimizers(self) -> Any:
-        return build_optimizer(self.optimizer_factory, self.trainable_parameters(), key="optimizer")
+        """The optimizers of ``build_optimizers`` (one alone, several as a list) or, with a
+        ``scheduler_factory``, ``(optimizers, one scheduler dict per optimizer)``."""
+        optimizers = self.build_optimizers()
+        if self.scheduler_factory is None:
+            return optimizers[0] if len(optimizers) == 1 else optimizers
+        from genlab.schedulers import training_length
+
+        manual = not self.automatic_optimization
+        length = training_length(self.trainer, manual=manual)
+        schedulers, monitors = [], []
+        for optimizer in optimizers:
+            entry = dict(self.scheduler_factory(optimizer, **length))
+            monitor = None
+            if isinstance(entry["scheduler"], ReduceLROnPlateau):
+                monitor = entry.get("monitor") or self.checkpoint_monitor
+                if monitor is None:
+                    raise ConfigError(
+                        f"scheduler=plateau needs a metric to watch, and {type(self).__name__} "
+                        "has no val/loss; name one it logs, e.g. scheduler.monitor=val/d_fake"
+                    )
+                entry["monitor"] = monitor
+            if manual:  # Lightning ignores (and warns about) these without stepping itself
+                entry = {k: v for k, v in entry.items() if k not in ("monitor", "strict")}
+            schedulers.append(entry)
+            monitors.append(monitor)
+        self.__dict__["_lr_monitors"] = monitors
+        return optimizers, schedulers
+
+    # Schedulers. Lightning steps them for models it optimizes; for models that step their
+    # own optimizers the hooks below do, at the moments Lightning would: step schedulers
+    # after every training batch, epoch ones after an epoch's last batch, plateau ones with
+    # the metric of the epoch's validation. A checkpoint written in between (by a callback
+    # at a batch's or an epoch's end, before these hooks or Lightning's own stepping) records
+    # the steps still owed, and a resumed run takes them before its first batch. Without
+    # that a resumed schedule would lag one step (Lightning itself skips the plateau step of
+    # the epoch a run resumes at).
+
+    def _scheduler_configs(self) -> list[Any]:
+        trainer = self._trainer
+        return list(trainer.lr_scheduler_configs) if trainer is not None else []
+
+    def _step_schedulers(self, owed: Mapping[str, Any]) -> None:
+        """Take the steps ``owed``: intervals (step, epoch) and a plateau metric value."""
+        monitors = self.__dict__.get("_lr_monitors") or []
+        for i, config in enumerate(self._scheduler_configs()):
+            if isinstance(config.scheduler, ReduceLROnPlateau):
+                value = owed.get("plateau", {}).get(monitors[i] if i < len(monitors) else None)
+                if value is not None:
+                    config.scheduler.step(value)
+            elif config.interval in owed.get("intervals", ()):
+                config.scheduler.step()
+
+    def _plateau_values(self) -> dict[str, float]:
+        """The metrics the plateau schedulers watch, as the last validation left them."""
+        trainer = self.trainer
+        values = {}
+        for monitor in self.__dict__.get("_lr_monitors") or []:
+            if monitor is None:
+                continue
+            value = trainer.callback_metrics.get(monitor)
+            if value is None:
+                raise ConfigError(
+                    f"scheduler=plateau watches {monitor}, which the model does not log; pick "
+                    f"one of {', '.join(sorted(trainer.callback_metrics))} with "
+                    "scheduler.monitor=NAME"
+                )
+            values[monitor] = float(value)
+        return values
+
+    def on_train_epoch_start(self) -> None:
+        self.__dict__.pop("_pending_lr_steps", None)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.scheduler_factory is None or not self._scheduler_configs():
+            return
+        owed = self.__dict__.pop("_owed_lr_steps", None)
+        if owed:  # resumed from a checkpoint written before these steps were taken
+            self._step_schedulers(owed)
+        if not self.automatic_optimization:
+            trainer = self.trainer
+            last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+            last = last or batch_idx + 1 >= trainer.num_training_batches
+            self.__dict__["_pending_lr_steps"] = {
+                "intervals": ["step", "epoch"] if last else ["step"]
+            }
+        self._log_learning_rates()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self.automatic_optimization:
+            pending = self.__dict__.pop("_pending_lr_steps", None)
+            if pending:
+                self._step_schedulers(pending)
+
+    def on_validation_end(self) -> None:
+        trainer = self._trainer
+        if trainer is None or trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        if not any(self.__dict__.get("_lr_monitors") or []):
+            return
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # a validation within the epoch (val_check_interval < 1)
+        values = self._plateau_values()
+        if self.automatic_optimization:
+            # Lightning steps them after the epoch's end hooks, where last.ckpt is written.
+            self.__dict__["_pending_lr_steps"] = {"plateau": values}
+        else:
+            self._step_schedulers({"plateau": values})
+
+    def _log_learning_rates(self) -> None:
+        """``train/lr`` (or ``train/lr_NAME`` per optimizer): the lr of this step."""
+        optimizers = self.trainer.optimizers
+        names = list(self.optimizer_names) or (
+            [""] if len(optimizers) == 1 else [str(i) for i in range(len(optimizers))]
+        )
+        for name, optimizer in zip(names, optimizers, strict=False):
+            key = f"train/lr_{name}" if name else "train/lr"
+            lr = float(optimizer.param_groups[0]["lr"])
+            self.log(key, lr, on_step=True, on_epoch=False, batch_size=1)
 
     # Checkpoints.
 
@@ -210,6 +351,9 @@ class GenlabModule(pl.LightningModule):
         from genlab import __version__
 
         checkpoint[VERSION_KEY] = __version__
+        pending = self.__dict__.get("_pending_lr_steps")
+        if pending:
+            checkpoint[PENDING_LR_KEY] = plain(pending)
         if CONFIG_KEY not in checkpoint:
             checkpoint[CONFIG_KEY] = self.describe_run()
         # Lightning stores the model's and the data module's hyperparameters as given; Hydra
@@ -217,3 +361,7 @@ class GenlabModule(pl.LightningModule):
         for key in ("hyper_parameters", "datamodule_hyper_parameters", CONFIG_KEY):
             if key in checkpoint:
                 checkpoint[key] = plain(checkpoint[key])
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Taken before the next training batch, once Lightning has restored the schedulers.
+        self.__dict__["_owed_lr_steps"] = checkpoint.get(PENDING_LR_KEY)

@@ -79,6 +79,9 @@ class GAN(GenlabModule, HasPrior):
 
     # No validation loss means anything for a GAN: keep the latest checkpoint only.
     checkpoint_monitor = None
+    steps_own_optimizers = True
+    # Learning rates logged as train/lr_g and train/lr_d.
+    optimizer_names = ("g", "d")
 
     def __init__(
         self,
@@ -294,8 +297,9 @@ class GAN(GenlabModule, HasPrior):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "test")
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        """[G's optimizer, D's optimizer], in the order ``training_step`` unpacks them."""
+    def build_optimizers(self) -> list[torch.optim.Optimizer]:
+        """[G's optimizer, D's optimizer], in the order ``training_step`` unpacks them; the
+        base's ``configure_optimizers`` adds one scheduler each (scheduler=) and steps them."""
         return [
             build_optimizer(self.optimizer_g, self.generator.parameters(), key="model.optimizer_g"),
             build_optimizer(

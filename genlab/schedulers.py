@@ -1,0 +1,232 @@
+"""Learning-rate schedulers for every model, chosen with the ``scheduler=`` config group.
+
+A scheduler config node is ``_partial_: true``: instantiated, it is a *factory* that the
+model calls once per optimizer, when the trainer knows how long the run is::
+
+    factory(optimizer, *, total_steps, total_epochs, steps_per_epoch) -> dict
+
+``total_steps`` is the run's optimizer steps (``trainer.estimated_stepping_batches``; for a
+model that steps its own optimizers, such as a GAN, its training batches), ``total_epochs``
+its epochs and ``steps_per_epoch`` the steps of one epoch. The factory returns Lightning's
+lr-scheduler dict: ``{"scheduler": torch LRScheduler, "interval": "step" | "epoch", ...}``;
+``interval`` says whether the scheduler advances after every step or every epoch. The
+length is handed in rather than written in the config, so one ``scheduler=cosine`` fits a
+run of any length, and ``trainer.max_epochs=...`` stretches the schedule with it. Every
+schedule below is torch's own (``torch.optim.lr_scheduler``); the formulas in the
+docstrings are what a test checks. ``lr`` is the optimizer's configured learning rate and
+``n`` the scheduler's steps so far (0 during the first step or epoch).
+
+genlab.models.base.GenlabModule builds one scheduler per optimizer (a GAN's two included)
+and, for models that step their own optimizers, steps them itself. Lightning stores every
+scheduler's state in the checkpoint, so a resumed run continues the schedule exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.optim import lr_scheduler
+
+from genlab.errors import ConfigError
+
+INTERVALS = ("step", "epoch")
+
+
+def _span(name: str, interval: str, total_steps: int, total_epochs: int) -> int:
+    """The scheduler's steps over the run: optimizer steps or epochs."""
+    if interval not in INTERVALS:
+        raise ConfigError(
+            f"scheduler.interval={interval!r} is not one of {', '.join(INTERVALS)}; use "
+            f"scheduler.interval=step (after every optimizer step) or epoch"
+        )
+    span = total_steps if interval == "step" else total_epochs
+    if not math.isfinite(span) or span < 1:
+        raise ConfigError(
+            f"scheduler={name} needs a finite run to spread its schedule over, but the run "
+            f"has {span} {interval}s; set trainer.max_epochs (or trainer.max_steps)"
+        )
+    return int(span)
+
+
+def _fraction(name: str, key: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(
+            f"scheduler.{key} is a fraction of the run, between 0 and 1 (got {value}); "
+            f"e.g. scheduler.{key}={0.5 if name == 'linear_decay' else 0.05}"
+        )
+    return float(value)
+
+
+def _entry(scheduler: Any, interval: str, **extra: Any) -> dict[str, Any]:
+    return {"scheduler": scheduler, "interval": interval, "frequency": 1, **extra}
+
+
+def cosine(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    total_epochs: int,
+    steps_per_epoch: int,
+    interval: str = "step",
+    min_lr_ratio: float = 0.0,
+) -> dict[str, Any]:
+    """Cosine annealing over the whole run (N steps or epochs):
+    ``lr_n = m·lr + (1 - m)·lr·(1 + cos(π·n/N))/2`` with m = ``min_lr_ratio``; CosineAnnealingLR."""
+    span = _span("cosine", interval, total_steps, total_epochs)
+    base = optimizer.param_groups[0]["lr"]
+    ratio = _fraction("cosine", "min_lr_ratio", min_lr_ratio)
+    return _entry(
+        lr_scheduler.CosineAnnealingLR(optimizer, T_max=span, eta_min=ratio * base), interval
+    )
+
+
+def step(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    total_epochs: int,
+    steps_per_epoch: int,
+    interval: str = "epoch",
+    step_size: int = 10,
+    gamma: float = 0.1,
+) -> dict[str, Any]:
+    """``lr_n = lr·gamma^floor(n/step_size)``: the lr times ``gamma`` every ``step_size``
+    epochs (or steps, with interval=step); StepLR."""
+    _span("step", interval, total_steps, total_epochs)
+    if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
+        raise ConfigError(
+            f"scheduler.step_size must be a whole number of at least 1 (got {step_size!r}); "
+            "e.g. scheduler.step_size=10"
+        )
+    if not 0 < gamma <= 1:
+        raise ConfigError(f"scheduler.gamma must be in (0, 1] (got {gamma}); e.g. 0.1")
+    return _entry(lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma), interval)
+
+
+def linear_decay(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    total_epochs: int,
+    steps_per_epoch: int,
+    interval: str = "epoch",
+    constant_fraction: float = 0.5,
+) -> dict[str, Any]:
+    """Constant, then linearly to zero: the schedule of Pix2Pix and CycleGAN (their papers:
+    100 epochs at lr, then 100 decaying). Over a run of N epochs (steps, with interval=step)
+    of which C = round(constant_fraction·N) are constant,
+    ``lr_n = lr·min(1, (N - n)/(N - C + 1))``: lr for n < C, then lr·(N - C)/(N - C + 1)
+    down to lr/(N - C + 1) in the last epoch, reaching 0 once the run is over. This is the
+    CycleGAN code's rule ``1 - max(0, n + 1 - C)/(D + 1)`` (D = N - C decaying epochs)
+    written another way; LambdaLR."""
+    span = _span("linear_decay", interval, total_steps, total_epochs)
+    constant = round(_fraction("linear_decay", "constant_fraction", constant_fraction) * span)
+    decay = span - constant + 1
+
+    def factor(n: int) -> float:
+        return min(1.0, max(0.0, (span - n) / decay))
+
+    return _entry(lr_scheduler.LambdaLR(optimizer, factor), interval)
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    total_epochs: int,
+    steps_per_epoch: int,
+    interval: str = "step",
+    warmup_fraction: float = 0.05,
+    warmup_steps: int | None = None,
+    min_lr_ratio: float = 0.0,
+) -> dict[str, Any]:
+    """A linear warm-up over W steps (``warmup_steps``, else round(warmup_fraction·N) of the
+    run's N), then cosine annealing over the rest:
+    ``lr_n = lr·(n + 1)/(W + 1)`` for n < W, then
+    ``m·lr + (1 - m)·lr·(1 + cos(π·(n - W)/(N - W)))/2``; LinearLR then CosineAnnealingLR
+    (SequentialLR)."""
+    span = _span("warmup_cosine", interval, total_steps, total_epochs)
+    ratio = _fraction("warmup_cosine", "min_lr_ratio", min_lr_ratio)
+    if warmup_steps is None:
+        warmup = round(_fraction("warmup_cosine", "warmup_fraction", warmup_fraction) * span)
+    else:
+        warmup = warmup_steps
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < span:
+        raise ConfigError(
+            f"scheduler.warmup_steps={warmup!r} must be a whole number from 0 to below the "
+            f"run's {span} {interval}s; lower it, or set scheduler.warmup_fraction instead"
+        )
+    base = optimizer.param_groups[0]["lr"]
+    cosine_part = lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=span - warmup, eta_min=ratio * base
+    )
+    if warmup == 0:
+        return _entry(cosine_part, interval)
+    warm = lr_scheduler.LinearLR(
+        optimizer, start_factor=1 / (warmup + 1), end_factor=1.0, total_iters=warmup
+    )
+    return _entry(
+        lr_scheduler.SequentialLR(optimizer, [warm, cosine_part], milestones=[warmup]), interval
+    )
+
+
+def plateau(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    total_epochs: int,
+    steps_per_epoch: int,
+    monitor: str | None = None,
+    mode: str = "min",
+    factor: float = 0.1,
+    patience: int = 10,
+    threshold: float = 1e-4,
+    cooldown: int = 0,
+    min_lr: float = 0.0,
+) -> dict[str, Any]:
+    """ReduceLROnPlateau: the lr times ``factor`` once ``monitor`` has not improved (by
+    more than ``threshold``, relatively) for ``patience`` validations in a row; checked
+    after every epoch's validation. ``monitor`` None is the model's own metric (its
+    ``checkpoint_monitor``: val/loss for all but the GANs, which have none and so need an
+    explicit ``scheduler.monitor``)."""
+    if mode not in ("min", "max"):
+        raise ConfigError(f"scheduler.mode must be min or max (got {mode!r})")
+    if not 0 < factor < 1:
+        raise ConfigError(f"scheduler.factor must be in (0, 1) (got {factor}); e.g. 0.1")
+    scheduler = lr_scheduler.ReduceLROnPlateau(
+        optimizer,
+        mode=mode,
+        factor=factor,
+        patience=patience,
+        threshold=threshold,
+        cooldown=cooldown,
+        min_lr=min_lr,
+    )
+    return _entry(scheduler, "epoch", monitor=monitor, strict=True)
+
+
+def training_length(trainer: Any, *, manual: bool) -> dict[str, int]:
+    """The run's length as a factory takes it: ``total_steps``, ``total_epochs`` and
+    ``steps_per_epoch``. Steps are optimizer steps (``estimated_stepping_batches``, which
+    counts gradient accumulation, ``max_steps`` and the limits on batches); for a model
+    that steps its own optimizers (``manual``) they are training batches, since its
+    schedulers advance once a batch. Under ``max_steps`` such a model's schedule spans
+    max_steps batches, though it may take fewer (a GAN counts both networks' steps)."""
+    total_steps = trainer.estimated_stepping_batches
+    batches = trainer.num_training_batches
+    accumulate = 1 if manual else max(1, int(trainer.accumulate_grad_batches or 1))
+    steps_per_epoch = math.ceil(batches / accumulate) if math.isfinite(batches) else math.inf
+    max_epochs = trainer.max_epochs
+    if max_epochs is None or max_epochs < 0:
+        max_epochs = math.inf
+    if math.isfinite(total_steps) and math.isfinite(steps_per_epoch) and steps_per_epoch > 0:
+        total_epochs = min(max_epochs, math.ceil(total_steps / steps_per_epoch))
+    else:
+        total_epochs = max_epochs
+    return {
+        "total_steps": total_steps,
+        "total_epochs": total_epochs,
+        "steps_per_epoch": steps_per_epoch,
+    }
