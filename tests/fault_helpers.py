@@ -27,3 +27,15 @@ class PauseAt(pl.Callback):
         deadline = time.monotonic() + self.timeout
         while not self.release.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+class CrashAt(pl.Callback):
+    """Raises at the end of the batch that reaches ``step``, as a crash would stop a run
+    mid-epoch, leaving the checkpoints written so far."""
+
+    def __init__(self, *, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.step:
+            raise RuntimeError(f"simulated crash at step {trainer.global_step}")

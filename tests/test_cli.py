@@ -124,7 +124,8 @@ def test_shell_completion_knows_commands_and_groups(tmp_path: Path) -> None:
             check=True,
         ).stdout
 
-    assert query("genlab tr").split() == ["train"]
+    assert query("genlab tr").split() == ["train", "translate"]
+    assert query("genlab ev").split() == ["evaluate"]
     assert "model=sparse_ae" in query("genlab train model=").split()
     assert "model.rho=" in query("genlab train model=sparse_ae model.r").split()
     # A checkpoint command offers the groups it takes (data=), not train's (model=).

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from genlab.commands.common import CONFIG_DIR
 from genlab.models.base import GenlabModule
-from genlab.models.capabilities import Classifies, HasPrior, Reconstructs
+from genlab.models.capabilities import Classifies, HasPrior, Reconstructs, Translates
 
 CONFIGS = Path(CONFIG_DIR)
 
@@ -53,14 +54,45 @@ def test_every_model_declares_what_it_can_do(tmp_path: Path) -> None:
         assert module.capabilities, f"{model} declares no capability"
 
 
-@pytest.mark.parametrize("data", options("data"))
-@pytest.mark.parametrize("model", options("model"))
+def _target(group: str, name: str) -> str:
+    """The ``_target_`` an option builds (a global option, e.g. model=pix2pix, nests it; an
+    option that extends another, e.g. deep_ae, takes that one's)."""
+    node = yaml.safe_load((CONFIGS / group / f"{name}.yaml").read_text())
+    target = node.get(group, node).get("_target_")
+    if target is None:
+        (base,) = [d for d in node["defaults"] if isinstance(d, str) and d != "_self_"]
+        return _target(group, base)
+    return target
+
+
+def translation_data(data: str) -> bool:
+    return _target("data", data).endswith("TranslationDataModule")
+
+
+def translates(model: str) -> bool:
+    return issubclass(get_class(_target("model", model)), Translates)
+
+
+# Image models take image datasets; translators (pix2pix, cyclegan) take translation data.
+MODEL_DATA = [
+    (model, data)
+    for model in options("model")
+    for data in options("data")
+    if translates(model) == translation_data(data)
+]
+
+
+@pytest.mark.parametrize(("model", "data"), MODEL_DATA)
 def test_every_model_instantiates_for_every_dataset(model: str, data: str, tmp_path: Path) -> None:
     cfg = compose_train(tmp_path, f"model={model}", f"data={data}")
     module = instantiate(cfg.model)
     assert isinstance(module, pl.LightningModule)
     x = torch.rand(2, cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
     module.eval()
+    if isinstance(module, Translates):
+        with torch.no_grad():
+            for direction in module.directions:
+                assert module.translate(x, direction).shape == x.shape
     if isinstance(module, Reconstructs):
         assert module.reconstruct(x).shape == x.shape
     if isinstance(module, HasPrior):
@@ -102,10 +134,14 @@ def test_gpu_trainers_compose(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("logger", options("logger"))
 def test_loggers_instantiate(logger: str, tmp_path: Path) -> None:
+    from genlab.commands.train import build_loggers
+
     cfg = compose_train(tmp_path, f"logger={logger}")
-    built = instantiate(cfg.logger)
-    assert isinstance(built, pl.loggers.Logger)
-    assert Path(built.log_dir).is_relative_to(tmp_path / "out")
+    built = build_loggers(cfg.logger)
+    assert built and all(isinstance(b, pl.loggers.Logger) for b in built)
+    for b in built:  # MLflow's store is a sqlite:/// URI
+        where = getattr(b, "log_dir", None) or b._tracking_uri.removeprefix("sqlite:///")
+        assert Path(where).is_relative_to(tmp_path / "out")
 
 
 @pytest.mark.parametrize("callbacks", options("callbacks"))

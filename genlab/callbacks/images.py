@@ -5,6 +5,7 @@ directory."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -29,13 +30,18 @@ class ImageGridCallback(pl.Callback):
         self.tag = tag
         self._batch: torch.Tensor | None = None
 
-    def _fixed_batch(self, trainer: pl.Trainer) -> torch.Tensor | None:
+    def _fixed_batch(self, trainer: pl.Trainer) -> Any:
+        """The first validation images: a tensor, or for translation data (which offers
+        ``fixed_batch``) the (a, b) pair the translation models draw their rows from."""
         if self._batch is None:
             datamodule = trainer.datamodule
             if not isinstance(datamodule, SplitImages) or "val" not in datamodule.splits:
                 return None
-            val = datamodule.splits["val"]
-            self._batch, _ = val[torch.arange(min(self.num_images, len(val)))]
+            if callable(getattr(datamodule, "fixed_batch", None)):
+                self._batch = tuple(datamodule.fixed_batch("val", self.num_images))
+            else:
+                val = datamodule.splits["val"]
+                self._batch, _ = val[torch.arange(min(self.num_images, len(val)))]
         return self._batch
 
     @rank_zero_only
@@ -47,7 +53,11 @@ class ImageGridCallback(pl.Callback):
             return
         was_training = pl_module.training
         pl_module.eval()
-        grids = pl_module.image_grids(batch.to(pl_module.device))
+        if isinstance(batch, tuple):
+            batch = tuple(t.to(pl_module.device) for t in batch)
+        else:
+            batch = batch.to(pl_module.device)
+        grids = pl_module.image_grids(batch)
         pl_module.train(was_training)
         for tag, rows in grids.items():
             grid = rows_grid([r.float().cpu() for r in rows])

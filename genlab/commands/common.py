@@ -38,6 +38,16 @@ def _config_dir() -> str:
 
 CONFIG_DIR = _config_dir()
 
+
+def register_resolvers() -> None:
+    """The OmegaConf resolvers genlab's configs use: ``${genlab.sum:a,b}`` adds numbers
+    (Pix2Pix's discriminator sees the input and output channels together)."""
+    if not OmegaConf.has_resolver("genlab.sum"):
+        OmegaConf.register_new_resolver("genlab.sum", lambda *values: sum(values))
+
+
+register_resolvers()
+
 T = TypeVar("T")
 
 # Batches are gathered from in-memory tensors, so worker processes would only add overhead;

@@ -81,18 +81,25 @@ def check_options(cfg: DictConfig) -> None:
 def check_requests(model: Any, cfg: DictConfig) -> None:
     """Refuse what this checkpoint cannot do before any work is done."""
     from genlab.metrics.likelihood import check_variational
-    from genlab.models.capabilities import Classifies, Decodes, Encodes, ScoresAnomalies, require
+    from genlab.models.capabilities import (
+        Classifies,
+        Decodes,
+        Encodes,
+        ScoresAnomalies,
+        Translates,
+        require,
+    )
 
     if cfg.k:
         check_variational(model)
-    measurable = isinstance(model, ScoresAnomalies | Classifies)
+    measurable = isinstance(model, ScoresAnomalies | Classifies | Translates)
     if not (measurable or cfg.features is not None or cfg.probe):
         raise CheckpointError(
             f"a {type(model).__name__} checkpoint has no reconstruction error or likelihood "
             "to evaluate; pass features=PATH/TO/classifier.ckpt to measure its samples (FID, "
             "KID, precision/recall, class coverage)"
         )
-    if cfg.features is not None:
+    if cfg.features is not None and not isinstance(model, Translates):
         require(model, Decodes, to=f"be evaluated with features={cfg.features}: it has no decoder")
     if cfg.probe:
         require(model, Encodes, to="have its codes probe=true'd: it has no encoder")
@@ -518,8 +525,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import torch
 
     from genlab.commands import checkpointed
-    from genlab.metrics.classifier_trust import print_warnings
-    from genlab.models.capabilities import Variational
+    from genlab.models.capabilities import Translates, Variational
 
     progress = Progress("evaluate", quiet=cfg.get("quiet", False))
     loaded = checkpointed.load(cfg)
@@ -533,6 +539,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     test = checkpointed.split(dm, cfg.split)
     prefix = cfg.split if cfg.split in dm.splits else "val"
 
+    if isinstance(model, Translates):
+        from genlab.commands.evaluate_translation import translation_metrics
+
+        metrics = translation_metrics(
+            loaded, dm, split=prefix, extractor=extractor, cfg=cfg, progress=progress
+        )
+        return finish(cfg, loaded, model, test, prefix, metrics, k=0, subset=None)
     metrics = split_metrics(model, test, cfg=cfg, prefix=prefix, device=device, progress=progress)
     k = cfg.k if cfg.k is not None else DEFAULT_K if isinstance(model, Variational) else 0
     skipped = skipped_likelihood(model, k)
@@ -550,12 +563,44 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.probe:
         metrics |= probe_metrics(model, dm, test, cfg=cfg, device=device, progress=progress)
 
+    return finish(
+        cfg,
+        loaded,
+        model,
+        test,
+        prefix,
+        metrics,
+        k=k,
+        subset=subset,
+        skipped=skipped,
+        fake=fake,
+        warnings=warnings,
+    )
+
+
+def finish(
+    cfg: DictConfig,
+    loaded: Any,
+    model: Any,
+    test: Any,
+    prefix: str,
+    metrics: dict[str, float],
+    *,
+    k: int,
+    subset: Any | None,
+    skipped: list[str] | None = None,
+    fake: Any | None = None,
+    warnings: list[str] | None = None,
+) -> dict[str, float]:
+    """metrics.json, the printed table and the warnings of one evaluation."""
+    from genlab.metrics.classifier_trust import print_warnings
+
     results = {
         "checkpoint": str(Path(cfg.ckpt).expanduser().resolve()),
         "model": type(model).__name__,
         "split": prefix,
         "images": len(test),
-        "binarized": bool(test.binarize),
+        "binarized": bool(getattr(test, "binarize", False)),
         "settings": {key: cfg[key] for key in SETTINGS}
         | {
             "k": k,
@@ -563,8 +608,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         },
         # Metrics this model has but the options turned off, so a reader of metrics.json
         # can tell them from metrics the model lacks.
-        "skipped": skipped,
-        "warnings": warnings,
+        "skipped": skipped or [],
+        "warnings": warnings or [],
         "metrics": metrics,
     }
     path = write_results(results, output_dir=loaded.output_dir, samples=fake)

@@ -1,5 +1,6 @@
 """Dataset readers and the one LightningDataModule every dataset goes through."""
 
 from genlab.data.datamodule import ImageDataModule
+from genlab.data.translation import TranslationDataModule
 
-__all__ = ["ImageDataModule"]
+__all__ = ["ImageDataModule", "TranslationDataModule"]

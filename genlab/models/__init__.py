@@ -17,6 +17,7 @@ from genlab.models.classifier import Classifier
 from genlab.models.gans import GAN, WGAN, WGANGP, ConditionalGAN
 from genlab.models.reconstruction import ReconstructionModel
 from genlab.models.tcvae import BetaTCVAE
+from genlab.models.translation import CycleGAN, Pix2Pix
 from genlab.models.vae import ConvVariationalAutoencoder, VariationalAutoencoder
 
 __all__ = [
@@ -30,8 +31,10 @@ __all__ = [
     "ContractiveAutoencoder",
     "ConvAutoencoder",
     "ConvVariationalAutoencoder",
+    "CycleGAN",
     "DenoisingAutoencoder",
     "GenlabModule",
+    "Pix2Pix",
     "ReconstructionModel",
     "SparseAutoencoder",
     "VariationalAutoencoder",
