@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab.errors import CheckpointError
 from genlab.models.base import CONFIG_KEY, VERSION_KEY
-from genlab.trust import check_trusted
+from genlab.trust import check_trusted, training_only
 from genlab.trust import trusted_modules as trusted_modules_of
 
 
@@ -87,11 +87,6 @@ def not_a_checkpoint(path: Path) -> CheckpointError:
     )
 
 
-def _training_only(value: Any) -> bool:
-    """Optimizer factories (``_partial_: true`` nodes) serve training only."""
-    return isinstance(value, dict) and bool(value.get("_partial_"))
-
-
 def check_version(checkpoint: dict[str, Any], path: Path | str) -> None:
     """Refuse checkpoints written before the model layout this genlab reads."""
     from genlab import __version__
@@ -110,7 +105,7 @@ def model_config(
     """The checkpoint's model config without its training-only factories, checked: every
     class it names lies in genlab or a trusted module, and every network is described."""
     config = checkpoint[CONFIG_KEY]
-    model = {k: v for k, v in dict(config["model"]).items() if not _training_only(v)}
+    model = {k: v for k, v in dict(config["model"]).items() if not training_only(v)}
     check_trusted(
         {"model": model, "data": config.get("data")},
         trusted_modules_of(trusted_modules),

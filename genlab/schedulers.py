@@ -11,7 +11,8 @@ its epochs and ``steps_per_epoch`` the steps of one epoch. The factory returns L
 lr-scheduler dict: ``{"scheduler": torch LRScheduler, "interval": "step" | "epoch", ...}``;
 ``interval`` says whether the scheduler advances after every step or every epoch. The
 length is handed in rather than written in the config, so one ``scheduler=cosine`` fits a
-run of any length, and ``trainer.max_epochs=...`` stretches the schedule with it. Every
+run of any length. (A resumed scheduler keeps its length, so genlab.commands.resume
+refuses a resume that changes it under a length-based schedule.) Every
 schedule below is torch's own (``torch.optim.lr_scheduler``); the formulas in the
 docstrings are what a test checks. ``lr`` is the optimizer's configured learning rate and
 ``n`` the scheduler's steps so far (0 during the first step or epoch).
@@ -48,6 +49,12 @@ def _span(name: str, interval: str, total_steps: int, total_epochs: int) -> int:
             f"has {span} {interval}s; set trainer.max_epochs (or trainer.max_steps)"
         )
     return int(span)
+
+
+def _round_half_up(x: float) -> int:
+    """x rounded to the nearest integer, halves up (Python's round takes halves to even:
+    a 5-epoch run would keep 2 constant epochs of 2.5, not 3)."""
+    return math.floor(x + 0.5)
 
 
 def _fraction(name: str, key: str, value: float) -> float:
@@ -116,13 +123,15 @@ def linear_decay(
 ) -> dict[str, Any]:
     """Constant, then linearly to zero: the schedule of Pix2Pix and CycleGAN (their papers:
     100 epochs at lr, then 100 decaying). Over a run of N epochs (steps, with interval=step)
-    of which C = round(constant_fraction·N) are constant,
+    of which C = ⌊constant_fraction·N + ½⌋ are constant (halves round up),
     ``lr_n = lr·min(1, (N - n)/(N - C + 1))``: lr for n < C, then lr·(N - C)/(N - C + 1)
     down to lr/(N - C + 1) in the last epoch, reaching 0 once the run is over. This is the
     CycleGAN code's rule ``1 - max(0, n + 1 - C)/(D + 1)`` (D = N - C decaying epochs)
     written another way; LambdaLR."""
     span = _span("linear_decay", interval, total_steps, total_epochs)
-    constant = round(_fraction("linear_decay", "constant_fraction", constant_fraction) * span)
+    constant = _round_half_up(
+        _fraction("linear_decay", "constant_fraction", constant_fraction) * span
+    )
     decay = span - constant + 1
 
     def factor(n: int) -> float:
@@ -142,7 +151,7 @@ def warmup_cosine(
     warmup_steps: int | None = None,
     min_lr_ratio: float = 0.0,
 ) -> dict[str, Any]:
-    """A linear warm-up over W steps (``warmup_steps``, else round(warmup_fraction·N) of the
+    """A linear warm-up over W steps (``warmup_steps``, else ⌊warmup_fraction·N + ½⌋ of the
     run's N), then cosine annealing over the rest:
     ``lr_n = lr·(n + 1)/(W + 1)`` for n < W, then
     ``m·lr + (1 - m)·lr·(1 + cos(π·(n - W)/(N - W)))/2``; LinearLR then CosineAnnealingLR
@@ -150,7 +159,9 @@ def warmup_cosine(
     span = _span("warmup_cosine", interval, total_steps, total_epochs)
     ratio = _fraction("warmup_cosine", "min_lr_ratio", min_lr_ratio)
     if warmup_steps is None:
-        warmup = round(_fraction("warmup_cosine", "warmup_fraction", warmup_fraction) * span)
+        warmup = _round_half_up(
+            _fraction("warmup_cosine", "warmup_fraction", warmup_fraction) * span
+        )
     else:
         warmup = warmup_steps
     if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < span:

@@ -41,6 +41,12 @@ def trusted_modules(extra: Iterable[str] | None = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def training_only(value: Any) -> bool:
+    """Optimizer factories (``_partial_: true`` nodes) serve training only: the checkpoint
+    commands leave them out, so they need no trust to load a checkpoint."""
+    return isinstance(value, dict) and bool(value.get("_partial_"))
+
+
 def is_trusted(target: str, trusted: Iterable[str]) -> bool:
     """Whether the dotted path ``target`` lies in (or is) one of the ``trusted`` modules."""
     return any(target == t or target.startswith(t + ".") for t in trusted)

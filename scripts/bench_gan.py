@@ -28,14 +28,13 @@ import logging
 import statistics
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from benchlib import Clock, batches, same_weights
+from benchlib import AdversarialRun as Run
+from benchlib import BatchTimer, Clock, batches, same_weights
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
@@ -44,50 +43,6 @@ from genlab.commands.common import CONFIG_DIR
 from genlab.commands.train import train
 
 SEED = 0
-
-
-@dataclass
-class Run:
-    """One timed run: seconds for the timed batches, the last losses, and the cores other
-    processes kept busy meanwhile (NaN where /proc/stat is missing)."""
-
-    seconds: float
-    d_loss: float
-    g_loss: float
-    other_load: float
-
-
-class BatchTimer(pl.Callback):
-    """Reads the clock at the end of batch ``start`` and of batch ``stop`` (counted from 1
-    over the whole fit), so the time spans whole iterations: fetch, both steps, logging."""
-
-    def __init__(self, start: int, stop: int) -> None:
-        self.start = start
-        self.stop = stop
-        self.batches = 0
-        self.clock: Clock | None = None
-        self.run: Run | None = None
-        self.initial_state: dict[str, Tensor] = {}
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.initial_state = {k: v.clone() for k, v in pl_module.state_dict().items()}
-
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        self.batches += 1
-        if self.batches == self.start:
-            self.clock = Clock()
-        elif self.batches == self.stop and self.clock is not None:
-            metrics = trainer.callback_metrics
-            seconds, load = self.clock.stop()
-            d_loss, g_loss = float(metrics["train/d_loss"]), float(metrics["train/g_loss"])
-            self.run = Run(seconds, d_loss, g_loss, load)
 
 
 def compose(args: argparse.Namespace, output_dir: str) -> DictConfig:

@@ -26,8 +26,11 @@ weights and, on the CPU, draw the same dropout masks, so their final losses agre
 table prints them to show that both did the same work.
 
 The digits are resized once per size and shared by every run (at 256 px that takes about
-40 s and, briefly, some 11 GB of memory); set-up is never timed. Run from the repository
-root:
+40 s and, briefly, some 11 GB of memory); set-up is never timed. At 256 px much of the
+spread between runs is glibc handing the large activations back to the system and faulting
+them in again (see the sys time); MALLOC_MMAP_THRESHOLD_=4000000000
+MALLOC_TRIM_THRESHOLD_=4000000000 in the environment steadies it. On a shared machine give
+torch no more --threads than there are free cores. Run from the repository root:
 
     .venv/bin/python scripts/bench_translation.py
     .venv/bin/python scripts/bench_translation.py --size 64 --steps 60 --threads 1
@@ -44,15 +47,15 @@ import platform
 import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from benchlib import Clock, same_weights
+from benchlib import AdversarialRun as Run
+from benchlib import BatchTimer, Clock, same_weights, synchronize
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
@@ -68,61 +71,6 @@ SIZES = (64, 256)
 # Timed batches by size: about the same time at each size on a 2-core CPU.
 DEFAULT_STEPS = {64: 30, 256: 8}
 N_LAYERS = 3
-
-
-@dataclass
-class Run:
-    """One timed run: seconds for the timed batches, the last losses, and the cores other
-    processes kept busy meanwhile (NaN where /proc/stat is missing)."""
-
-    seconds: float
-    d_loss: float
-    g_loss: float
-    other_load: float
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the accelerator's queued work, so that the clock reads finished work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class BatchTimer(pl.Callback):
-    """Reads the clock at the end of batch ``start`` and of batch ``stop`` (counted from 1
-    over the whole fit), so the time spans whole iterations: fetch, both steps, logging."""
-
-    def __init__(self, start: int, stop: int) -> None:
-        self.start = start
-        self.stop = stop
-        self.batches = 0
-        self.clock: Clock | None = None
-        self.run: Run | None = None
-        self.initial_state: dict[str, Tensor] = {}
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.initial_state = {
-            k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()
-        }
-
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        self.batches += 1
-        if self.batches not in (self.start, self.stop):
-            return
-        synchronize(pl_module.device)
-        if self.batches == self.start:
-            self.clock = Clock()
-        elif self.clock is not None:
-            seconds, load = self.clock.stop()
-            metrics = trainer.callback_metrics
-            d_loss, g_loss = float(metrics["train/d_loss"]), float(metrics["train/g_loss"])
-            self.run = Run(seconds, d_loss, g_loss, load)
 
 
 # Set up once per size (by config) and shared by every run: resizing 5000 digits to 256 px
@@ -354,6 +302,7 @@ def as_json(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
             "ms_per_batch": r["ms_per_batch"],
             "runs_images_per_s": r["rates"],
             "other_load": [_finite(x) for x in r["loads"]],
+            "contended": [is_contended(x, torch.get_num_threads()) for x in r["loads"]],
             "final_d_loss": last["d_loss"],
             "final_g_loss": last["g_loss"],
         }
@@ -402,36 +351,33 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"{p['last'].d_loss:8.4f}/{g['last'].d_loss:<8.4f}  "
             f"{p['last'].g_loss:8.3f}/{g['last'].g_loss:<8.3f}"
         )
-    lines.append("each run: images/s (cores other processes kept busy)")
+    threads = info["threads"]
+    lines.append("each run: images/s (cores other processes kept busy; * contended)")
+    contended = total = 0
     for r in results:
         for name in ("plain", "genlab"):
-            runs = "  ".join(
-                f"{rate:.2f} ({load:.2f})"
-                for rate, load in zip(r[name]["rates"], r[name]["loads"], strict=True)
-            )
-            lines.append(f"{r['size']:4} {name:6}  {runs}")
-    warning = contention_warning(results, info["threads"])
-    if warning:
-        lines.append(warning)
+            runs = []
+            for rate, load in zip(r[name]["rates"], r[name]["loads"], strict=True):
+                mark = "*" if is_contended(load, threads) else ""
+                contended += bool(mark)
+                total += 1
+                runs.append(f"{rate:.2f} ({load:.2f}){mark}")
+            lines.append(f"{r['size']:4} {name:6}  {'  '.join(runs)}")
+    if contended:
+        cores = os.cpu_count() or 1
+        lines.append(
+            f"warning: in {contended} of {total} runs other processes left fewer of the "
+            f"{cores} cores free than torch's {threads} threads, which then wait for each "
+            "other (a batch can take ten times as long): those figures measure the "
+            "contention; rerun with fewer --threads or on a quieter machine"
+        )
     return "\n".join(lines)
 
 
-def contention_warning(results: list[dict[str, Any]], threads: int) -> str | None:
-    """A line when other processes left fewer free cores than torch ran threads: then
-    OpenMP's threads wait for each other, a batch can take ten times as long, and the
-    figures measure the contention rather than either loop."""
-    cores = os.cpu_count() or 1
-    loads = [x for r in results for n in ("plain", "genlab") for x in r[n]["loads"]]
-    finite = [x for x in loads if math.isfinite(x)]
-    busy = statistics.median(finite) if finite else 0.0
-    if threads + busy <= cores + 0.5:
-        return None
-    free = max(1, math.floor(cores - busy + 0.5))
-    return (
-        f"warning: other processes kept {busy:.1f} of {cores} cores busy while torch ran "
-        f"{threads} threads; the figures are distorted by the contention, rerun with "
-        f"--threads {free} or on a quieter machine"
-    )
+def is_contended(load: float, threads: int) -> bool:
+    """Whether other processes kept so many cores busy (``load``) that torch's ``threads``
+    did not each have one (half a core of slack for the odd daemon)."""
+    return math.isfinite(load) and threads + load > (os.cpu_count() or 1) + 0.5
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -8,8 +8,11 @@ import os
 import resource
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
@@ -60,3 +63,60 @@ def batches(images: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
 
 def same_weights(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@dataclass
+class AdversarialRun:
+    """One timed run of a model with a D and a G step a batch: seconds for the timed
+    batches, the last losses, and the cores other processes kept busy meanwhile (NaN where
+    /proc/stat is missing)."""
+
+    seconds: float
+    d_loss: float
+    g_loss: float
+    other_load: float
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the accelerator's queued work, so that the clock reads finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class BatchTimer(pl.Callback):
+    """Reads the clock at the end of batch ``start`` and of batch ``stop`` (counted from 1
+    over the whole fit), so the time spans whole iterations: fetch, both steps, logging.
+    Keeps the model's weights before the first step, for the same-weights check."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start = start
+        self.stop = stop
+        self.batches = 0
+        self.clock: Clock | None = None
+        self.run: AdversarialRun | None = None
+        self.initial_state: dict[str, Tensor] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.initial_state = {
+            k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()
+        }
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self.batches += 1
+        if self.batches not in (self.start, self.stop):
+            return
+        synchronize(pl_module.device)
+        if self.batches == self.start:
+            self.clock = Clock()
+        elif self.clock is not None:
+            seconds, load = self.clock.stop()
+            metrics = trainer.callback_metrics
+            d_loss, g_loss = float(metrics["train/d_loss"]), float(metrics["train/g_loss"])
+            self.run = AdversarialRun(seconds, d_loss, g_loss, load)

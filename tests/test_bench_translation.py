@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -51,6 +52,7 @@ def test_bench_translation_tiny_run_writes_rates_ratio_and_same_weights(
         assert loop["images_per_s"] > 0
         assert loop["ms_per_batch"] == pytest.approx(1000 / loop["images_per_s"], rel=1e-6)
         assert len(loop["runs_images_per_s"]) == len(loop["other_load"]) == 1
+        assert len(loop["contended"]) == 1
     assert row["ratio"] == pytest.approx(genlab["images_per_s"] / plain["images_per_s"])
     assert row["ratio"] > 0
     # Same weights, batches, dropout masks and math: the same losses after three batches.
@@ -74,3 +76,8 @@ def test_bench_translation_rejects_bad_options(
     defaults = bench.parse_args([])
     assert defaults.size == [64, 256] and defaults.batch_size == 1 and defaults.width == 64
     assert bench.steps_for(defaults, 64) == 30 and bench.steps_for(defaults, 256) == 8
+    # A run is contended when other processes leave torch's threads less than a core each.
+    cores = os.cpu_count() or 1
+    assert not bench.is_contended(0.0, cores)
+    assert bench.is_contended(1.0, cores)
+    assert not bench.is_contended(float("nan"), cores)

@@ -66,6 +66,14 @@ def test_linear_decay_is_constant_then_the_cyclegan_rule() -> None:
     assert lrs[5:] == pytest.approx([5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
 
 
+def test_linear_decay_rounds_half_the_epochs_up() -> None:
+    # 5 epochs, half constant: 2.5 rounds to 3 constant epochs (not Python's banker's 2);
+    # a 1-epoch run keeps its one epoch at the full rate.
+    lrs = schedule(schedulers.linear_decay, 5, epochs=5, constant_fraction=0.5)
+    assert lrs[:3] == [1.0] * 3 and lrs[3] < 1.0
+    assert schedule(schedulers.linear_decay, 1, epochs=1, constant_fraction=0.5) == [1.0]
+
+
 def test_warmup_cosine_warms_up_linearly_then_anneals() -> None:
     lrs = schedule(schedulers.warmup_cosine, 21, steps=20, warmup_steps=4)
     warm = [(n + 1) / 5 for n in range(4)]
@@ -321,3 +329,14 @@ def test_a_plain_lightning_module_with_a_scheduler_is_a_clear_error(workdir: Pat
     assert result.returncode != 0
     assert "PlainModule is a plain LightningModule" in result.stderr
     assert "scheduler=none" in result.stderr
+
+
+def test_a_resume_that_changes_a_cosine_runs_length_is_refused(workdir: Path) -> None:
+    run = train(workdir, "model=ae", "scheduler=cosine", "trainer.max_epochs=1")
+    ckpt = run / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match=r"trainer.max_epochs=3 changes the length.*cosine"):
+        run_in_process(workdir, "train", f"ckpt_path={ckpt}", "trainer.max_epochs=3")
+    # A schedule that does not depend on the length resumes into a longer run.
+    run = train(workdir, "model=ae", "scheduler=step", "trainer.max_epochs=1")
+    new_run(workdir, "train", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            "trainer.max_epochs=2")  # fmt: skip

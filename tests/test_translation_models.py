@@ -152,6 +152,29 @@ def test_cyclegan_total_loss_weighs_cycle_and_identity_as_the_paper():
     assert "identity_a" not in terms
 
 
+def test_adversarial_losses_are_the_papers_mean_criteria():
+    import torch.nn.functional as F
+
+    real, fake = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)
+    lsgan = cyclegan().adversarial_loss
+    # CycleGAN: G minimises E[(D(G(x)) - 1)^2]; D minimises ½(E[(D(y) - 1)^2] + E[D(G(x))^2]).
+    assert lsgan.generator(fake).item() == pytest.approx(((fake - 1) ** 2).mean().item())
+    expected_d = 0.5 * (((real - 1) ** 2).mean() + (fake**2).mean())
+    assert lsgan.discriminator(real, fake).item() == pytest.approx(expected_d.item())
+    cgan = pix2pix().adversarial_loss
+    ones, zeros = torch.ones_like(fake), torch.zeros_like(fake)
+    assert cgan.generator(fake).item() == pytest.approx(
+        F.binary_cross_entropy(torch.sigmoid(fake), ones).item(), rel=1e-5
+    )
+    expected_d = 0.5 * (
+        F.binary_cross_entropy(torch.sigmoid(real), ones)
+        + F.binary_cross_entropy(torch.sigmoid(fake), zeros)
+    )
+    assert cgan.discriminator(real, fake).item() == pytest.approx(expected_d.item(), rel=1e-5)
+    with pytest.raises(ConfigError, match="least_squares"):
+        pix2pix(loss="hinge")
+
+
 def test_translate_maps_unit_images_both_ways_and_refuses_unknown_directions():
     model = cyclegan().eval()
     a, _ = pairs(2)

@@ -12,7 +12,7 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from genlab.data.protocols import SplitImages
+from genlab.data.protocols import PairedBatches, SplitImages
 from genlab.models.base import GenlabModule
 from genlab.viz import rows_grid, save_png
 
@@ -31,13 +31,13 @@ class ImageGridCallback(pl.Callback):
         self._batch: torch.Tensor | None = None
 
     def _fixed_batch(self, trainer: pl.Trainer) -> Any:
-        """The first validation images: a tensor, or for translation data (which offers
-        ``fixed_batch``) the (a, b) pair the translation models draw their rows from."""
+        """The first validation images: a tensor, or for translation data (PairedBatches)
+        the (a, b) pairs the translation models draw their rows from."""
         if self._batch is None:
             datamodule = trainer.datamodule
             if not isinstance(datamodule, SplitImages) or "val" not in datamodule.splits:
                 return None
-            if callable(getattr(datamodule, "fixed_batch", None)):
+            if isinstance(datamodule, PairedBatches):
                 self._batch = tuple(datamodule.fixed_batch("val", self.num_images))
             else:
                 val = datamodule.splits["val"]

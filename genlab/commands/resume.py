@@ -85,7 +85,34 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         merged.ckpt_path = str(path)
         for override in OverridesParser.create().parse_overrides(overrides):
             _apply(merged, cfg, override, stored, path)
+    _check_schedule_length(merged, stored)
     return merged
+
+
+# Schedulers whose learning rate is a function of the run's length, which torch keeps in
+# their saved state (CosineAnnealingLR's T_max, SequentialLR's milestones).
+LENGTH_BASED = ("cosine", "linear_decay", "warmup_cosine")
+LENGTH_KEYS = ("max_epochs", "max_steps")
+
+
+def _check_schedule_length(merged: DictConfig, stored: dict) -> None:
+    """Refuse a resume that changes the length a length-based schedule spreads over: the
+    restored scheduler would keep the old length (a cosine past its end climbs back up)."""
+    scheduler = merged.get("scheduler")
+    name = str((scheduler or {}).get("_target_", "")).rpartition(".")[2]
+    if name not in LENGTH_BASED:
+        return
+    old = stored.get("trainer") or {}
+    for key in LENGTH_KEYS:
+        before, after = old.get(key), merged.trainer.get(key)
+        if before != after:
+            raise ConfigError(
+                f"trainer.{key}={after} changes the length that this run's scheduler={name} "
+                f"spreads its learning rate over (trainer.{key}={before}), and a resumed "
+                "scheduler keeps the length it was built with; resume with the run's own "
+                f"trainer.{key}, or start a new run (ckpt_path= with scheduler=none continues "
+                "at the last learning rate)"
+            )
 
 
 def _apply(merged: DictConfig, cfg: DictConfig, override: Any, stored: dict, path: Path) -> None:

@@ -53,10 +53,12 @@ def check_importable(cfg: DictConfig) -> None:
 def note_untrusted(cfg: DictConfig) -> None:
     """Say, before training, what the checkpoint commands will need to read this run's
     checkpoints when its model lives outside genlab and the trusted modules."""
-    from genlab.trust import is_trusted, targets, trusted_modules
+    from genlab.trust import is_trusted, targets, training_only, trusted_modules
 
     trusted = trusted_modules(cfg.get("trusted_modules") or [])
     tree = OmegaConf.to_container(cfg, resolve=False)
+    # What the checkpoint commands rebuild: the model without its optimizer factories.
+    tree["model"] = {k: v for k, v in (tree.get("model") or {}).items() if not training_only(v)}
     outside = sorted(
         {
             target.split(".")[0]
@@ -347,6 +349,11 @@ def train(
             verbose=trainer.is_global_zero,
         )
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    # The best epoch's values too: the best checkpoint is what the run delivers, so a
+    # search compares runs by them (see optimized_value).
+    for name, values in hparams.summary()["metrics"].items():
+        if values.get("best") is not None and not name.startswith("test/"):
+            metrics.setdefault(f"best/{name}", float(values["best"]))
     if trainer.is_global_zero:
         status = "interrupted" if trainer.interrupted else "finished"
         write_run_metrics(
@@ -361,15 +368,18 @@ def train(
 
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    """What a search optimises: the run's final ``optimized_metric`` (configs/train.yaml).
-    None when the run did not log it; in a sweep, a note then names the metrics it did."""
+    """What a search optimises: the best epoch's value of ``optimized_metric``
+    (configs/train.yaml; best by ``optimized_direction``), the value `genlab report` ranks
+    jobs by, else its final value. None when the run did not log it; in a sweep, a note
+    then names the metrics it did."""
     from genlab.commands.common import in_multirun
 
     name = str(cfg.get("optimized_metric") or "val/loss")
-    if name in metrics:
-        return metrics[name]
+    for key in (f"best/{name}", name):
+        if key in metrics:
+            return metrics[key]
     if in_multirun():
-        logged = ", ".join(sorted(metrics)) or "none"
+        logged = ", ".join(sorted(m for m in metrics if not m.startswith("best/"))) or "none"
         print(
             f"genlab train: note: this run logged no {name}, so it returns nothing to the "
             f"sweeper; set optimized_metric to one it logged ({logged})",

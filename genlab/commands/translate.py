@@ -68,27 +68,12 @@ def input_files(given: str) -> list[Path]:
 def read_image(path: Path, *, mode: str, side_by_side: bool, source_left: bool) -> Any:
     """The image at ``path`` as a PIL image of ``mode``, and the other half of a
     side-by-side file (None otherwise)."""
-    from PIL import Image
+    from genlab.data.translation import open_image, split_side_by_side
 
-    try:
-        with Image.open(path) as img:
-            img.load()
-            img = img.convert(mode)
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
-        raise DataError(
-            f"cannot decode image {path} ({type(exc).__name__}: {exc}); delete or replace it"
-        ) from None
+    img = open_image(path, mode)
     if not side_by_side:
         return img, None
-    width, height = img.size
-    if width % 2:
-        raise DataError(
-            f"{path} is {width} pixels wide, an odd width, so it cannot hold two images side by "
-            "side; side_by_side=true expects A and B of equal width (drop side_by_side for "
-            "single images)"
-        )
-    left = img.crop((0, 0, width // 2, height))
-    right = img.crop((width // 2, 0, width, height))
+    left, right = split_side_by_side(img, path)
     return (left, right) if source_left else (right, left)
 
 

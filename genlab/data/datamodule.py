@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -51,7 +52,64 @@ def class_indices(classes: Sequence[int | str], names: list[str], *, source: str
     return indices
 
 
-class ImageDataModule(pl.LightningDataModule):
+class InMemoryDataModule(pl.LightningDataModule):
+    """What genlab's data modules share: splits held in memory and batched by an index
+    sampler (no per-item work, so no worker processes are needed), whose order depends on
+    (seed, epoch) alone, and the place in it saved in checkpoints, so that a resumed run
+    continues with the batches the stopped one had not trained on.
+
+    Subclasses fill ``splits`` in ``setup`` and say how a split is sampled (``sampler``) and
+    which split tests (``test_split``); they set ``batch_size``, ``seed``, ``num_workers``
+    and ``pin_memory``."""
+
+    splits: dict
+    batch_size: int
+    seed: int
+    num_workers: int
+    pin_memory: bool
+    # (epoch, batches done) of the checkpoint a run resumes from.
+    _resume_at: tuple[int, int] | None = None
+
+    def sampler(self, split: str, *, train: bool, skip: tuple[int, int] | None) -> Any:
+        raise NotImplementedError
+
+    def test_split(self) -> str:
+        return "test"
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands in the data: the epoch and the batches of it already
+        trained on (saved in checkpoints, so a resumed run continues the same order)."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": trainer.current_epoch, "batches": done * trainer.world_size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state:
+            self._resume_at = (int(state["epoch"]), int(state["batches"]))
+
+    def _loader(self, split: str, *, train: bool) -> DataLoader:
+        return DataLoader(
+            self.splits[split],
+            batch_size=None,
+            sampler=self.sampler(split, train=train, skip=self._resume_at if train else None),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_split(), train=False)
+
+
+class ImageDataModule(InMemoryDataModule):
     """Images in [0, 1] as float tensors [B, C, image_size, image_size] with int64 labels.
 
     ``classes`` keeps only those labels (given as indices or class names) in every split.
@@ -163,44 +221,16 @@ class ImageDataModule(pl.LightningDataModule):
         x = to_shape(x, channels=self.channels, image_size=self.image_size)
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
 
-    def state_dict(self) -> dict[str, int]:
-        """Where training stands in the data: the epoch and the batches of it already
-        trained on (saved in checkpoints, so a resumed run continues the same order)."""
-        trainer = self.trainer
-        if trainer is None or trainer.state.fn != "fit":
-            return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": trainer.current_epoch, "batches": done * trainer.world_size}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if state:
-            self._resume_at = (int(state["epoch"]), int(state["batches"]))
-
-    def _loader(self, split: str, *, train: bool) -> DataLoader:
-        dataset = self.splits[split]
-        sampler = IndexBatchSampler(
-            len(dataset),
+    def sampler(self, split: str, *, train: bool, skip: tuple[int, int] | None) -> Any:
+        return IndexBatchSampler(
+            len(self.splits[split]),
             batch_size=self.batch_size,
             shuffle=train,
             # A last batch of one image would break batch norm; drop the remainder in training.
-            drop_last=train and len(dataset) > self.batch_size,
+            drop_last=train and len(self.splits[split]) > self.batch_size,
             seed=self.seed,
-            skip=self._resume_at if train else None,
-        )
-        return DataLoader(
-            dataset,
-            batch_size=None,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            skip=skip,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test" if "test" in self.splits else "val", train=False)
+    def test_split(self) -> str:
+        return "test" if "test" in self.splits else "val"

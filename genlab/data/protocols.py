@@ -22,3 +22,12 @@ class SplitImages(NamesClasses, Protocol):
 
     splits: dict
     class_names: list
+
+
+@runtime_checkable
+class PairedBatches(Protocol):
+    """Translation data (genlab.data.TranslationDataModule): batches are (a, b) image
+    pairs, and ``fixed_batch(split, n)`` gives the first n pairs of a split, never
+    augmented, which the image grids of Pix2Pix and CycleGAN draw their rows from."""
+
+    def fixed_batch(self, split: str = "val", n: int = 8) -> tuple: ...

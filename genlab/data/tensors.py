@@ -67,17 +67,26 @@ class IndexBatchSampler(Sampler[Tensor]):
             return self.size // self.batch_size
         return -(-self.size // self.batch_size)
 
-    def __iter__(self) -> Iterator[Tensor]:
+    def next_epoch(self) -> tuple[int, torch.Generator]:
+        """The epoch this pass draws, counted on, and its order's generator, seeded by
+        (seed, epoch) alone."""
         epoch, self.epoch = self.epoch, self.epoch + 1
+        return epoch, torch.Generator().manual_seed((self.seed * 100_003 + epoch) % (1 << 63))
+
+    def first_batch(self, epoch: int) -> int:
+        """The batches of ``epoch`` to leave out: those a resumed run had trained on."""
+        if self.skip is not None and self.skip[0] == epoch:
+            first, self.skip = self.skip[1], None
+            return first
+        return 0
+
+    def __iter__(self) -> Iterator[Tensor]:
+        epoch, generator = self.next_epoch()
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
         batches = order[: len(self) * self.batch_size if self.drop_last else None].split(
             self.batch_size
         )
-        if self.skip is not None and self.skip[0] == epoch:
-            batches = batches[self.skip[1] :]
-            self.skip = None
-        yield from batches
+        yield from batches[self.first_batch(epoch) :]

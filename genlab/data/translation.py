@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual name
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from genlab.data import readers
+from genlab.data.datamodule import InMemoryDataModule
+from genlab.data.tensors import IndexBatchSampler
 from genlab.data.transforms import to_shape
 from genlab.errors import ConfigError, DataError
 from genlab.progress import Progress
@@ -109,8 +110,11 @@ def task_pairs(digits: Tensor, task: str) -> tuple[Tensor, Tensor]:
     """(A, B) of ``task`` for uint8 digits [N, 1, S, S], as uint8: ``edges``: A = the
     digit's edge map, B = the digit; ``invert``: A = the digit, B = 255 - the digit."""
     if task == "edges":
-        edges = edge_map(digits.float() / 255.0)
-        return (edges * 255).to(torch.uint8), digits
+        # In chunks: at 256 pixels the float maps of all 5,000 digits would take gigabytes.
+        edges = torch.cat(
+            [(edge_map(chunk.float() / 255.0) * 255).to(torch.uint8) for chunk in digits.split(256)]
+        )
+        return edges, digits
     if task == "invert":
         return digits, 255 - digits
     raise ConfigError(f"data.task must be one of {', '.join(TASKS)} (got {task!r})")
@@ -227,13 +231,13 @@ def batch_seed(seed: int, epoch: int, batch: int) -> int:
     return ((seed * 1_000_003 + epoch) * 1_000_033 + batch) % (1 << 63)
 
 
-class TranslationBatchSampler(Sampler[tuple[Tensor, Tensor, int]]):
+class TranslationBatchSampler(IndexBatchSampler):
     """Yields ``(indices_a, indices_b, seed)`` per batch: for paired data one shuffled order
     for both; for unpaired data an epoch of max(Na, Nb) images, in which the shorter domain
     is cycled, each pass with its own permutation (as CycleGAN does). Orders depend only on
     (seed, epoch); ``skip=(epoch, k)`` leaves out the first k batches of that epoch (those a
     stopped run had trained on), keeping the later batches' seeds. Otherwise it behaves like
-    genlab.data.tensors.IndexBatchSampler."""
+    genlab.data.tensors.IndexBatchSampler (epochs, length, drop_last)."""
 
     def __init__(
         self,
@@ -247,29 +251,17 @@ class TranslationBatchSampler(Sampler[tuple[Tensor, Tensor, int]]):
         seed: int,
         skip: tuple[int, int] | None = None,
     ) -> None:
+        size = size_a if paired else max(size_a, size_b)
+        super().__init__(
+            size, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed, skip=skip
+        )
         self.size_a = size_a
         self.size_b = size_b
         self.paired = paired
-        self.size = size_a if paired else max(size_a, size_b)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.skip = skip
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.size // self.batch_size
-        return -(-self.size // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, int]]:
-        epoch, self.epoch = self.epoch, self.epoch + 1
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, int]]:  # type: ignore[override]
+        epoch, generator = self.next_epoch()
         if self.shuffle:
-            generator = torch.Generator().manual_seed((self.seed * 100_003 + epoch) % (1 << 63))
             order_a = _cycled(self.size_a, self.size, generator)
             order_b = order_a if self.paired else _cycled(self.size_b, self.size, generator)
         else:
@@ -279,9 +271,7 @@ class TranslationBatchSampler(Sampler[tuple[Tensor, Tensor, int]]):
         batches = zip(
             order_a[:end].split(self.batch_size), order_b[:end].split(self.batch_size), strict=True
         )
-        first = 0
-        if self.skip is not None and self.skip[0] == epoch:
-            first, self.skip = self.skip[1], None
+        first = self.first_batch(epoch)
         for k, (index_a, index_b) in enumerate(batches):
             if k >= first:
                 yield index_a, index_b, batch_seed(self.seed, epoch, k)
@@ -436,7 +426,9 @@ def unpaired_files(root: Path, *, val_fraction: float, seed: int) -> dict[str, D
     return splits
 
 
-def _open(path: Path, mode: str) -> Image.Image:
+def open_image(path: Path, mode: str) -> Image.Image:
+    """The image at ``path`` decoded and converted to ``mode`` ("L" or "RGB"), or a
+    DataError naming the file."""
     try:
         with Image.open(path) as img:
             img.load()
@@ -447,6 +439,18 @@ def _open(path: Path, mode: str) -> Image.Image:
             f"cannot decode image {path} ({type(err).__name__}: {err}); delete or replace it, "
             f"or move it out of {path.parent}."
         ) from err
+
+
+def split_side_by_side(img: Image.Image, path: Path) -> tuple[Image.Image, Image.Image]:
+    """(A, B) of an image holding A and B side by side (width 2W, A on the left)."""
+    width, height = img.size
+    if width % 2:
+        raise DataError(
+            f"{path} is {width} pixels wide, an odd width, so it cannot hold A and B "
+            "side by side (width 2W, A on the left); crop it to an even width or "
+            "remove it."
+        )
+    return img.crop((0, 0, width // 2, height)), img.crop((width // 2, 0, width, height))
 
 
 def _pixels(img: Image.Image, size: int) -> np.ndarray:
@@ -466,18 +470,9 @@ def load_pairs(
     b = np.empty_like(a)
     for i, (path_a, path_b) in enumerate(pairs):
         if path_b is None:
-            img = _open(path_a, mode)
-            width, height = img.size
-            if width % 2:
-                raise DataError(
-                    f"{path_a} is {width} pixels wide, an odd width, so it cannot hold A and B "
-                    "side by side (width 2W, A on the left); crop it to an even width or "
-                    "remove it."
-                )
-            left = img.crop((0, 0, width // 2, height))
-            right = img.crop((width // 2, 0, width, height))
+            left, right = split_side_by_side(open_image(path_a, mode), path_a)
         else:
-            left, right = _open(path_a, mode), _open(path_b, mode)
+            left, right = open_image(path_a, mode), open_image(path_b, mode)
             if left.size != right.size:
                 raise DataError(
                     f"{path_a} is {left.size[0]}x{left.size[1]} but its pair {path_b} is "
@@ -495,7 +490,7 @@ def load_images(paths: list[Path], *, channels: int, size: int, bar: Any = None)
     mode = "L" if channels == 1 else "RGB"
     out = np.empty((len(paths), channels, size, size), dtype=np.uint8)
     for i, path in enumerate(paths):
-        out[i] = _pixels(_open(path, mode), size)
+        out[i] = _pixels(open_image(path, mode), size)
         if bar is not None:
             bar.update(1)
     return out
@@ -505,7 +500,7 @@ def load_images(paths: list[Path], *, channels: int, size: int, bar: Any = None)
 # The data module
 
 
-class TranslationDataModule(pl.LightningDataModule):
+class TranslationDataModule(InMemoryDataModule):
     """Pairs or two unpaired domains of images; batches ``(a, b)`` in [0, 1], each
     [B, channels, image_size, image_size] (see the module docstring).
 
@@ -788,25 +783,13 @@ class TranslationDataModule(pl.LightningDataModule):
             answer = torch.stack(answers).float().div_(255.0)
         return answer.expand(-1, a.shape[1], -1, -1).to(a.device, a.dtype)
 
-    # Resume.
+    # Batches (resume state and loaders: genlab.data.datamodule.InMemoryDataModule).
 
-    def state_dict(self) -> dict[str, int]:
-        """The epoch and the batches of it already trained on (see ImageDataModule)."""
-        trainer = self.trainer
-        if trainer is None or trainer.state.fn != "fit":
-            return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": trainer.current_epoch, "batches": done * trainer.world_size}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if state:
-            self._resume_at = (int(state["epoch"]), int(state["batches"]))
-
-    # Loaders.
-
-    def _loader(self, split: str, *, train: bool) -> DataLoader:
+    def sampler(
+        self, split: str, *, train: bool, skip: tuple[int, int] | None
+    ) -> TranslationBatchSampler:
         dataset = self.splits[split]
-        sampler = TranslationBatchSampler(
+        return TranslationBatchSampler(
             len(dataset.a),
             len(dataset.b),
             paired=dataset.paired,
@@ -815,25 +798,8 @@ class TranslationDataModule(pl.LightningDataModule):
             # A last batch of one image would break batch norm; drop the remainder in training.
             drop_last=train and len(dataset) > self.batch_size,
             seed=self.seed,
-            skip=self._resume_at if train else None,
+            skip=skip,
         )
-        return DataLoader(
-            dataset,
-            batch_size=None,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
 
 
 def balanced_halves(indices: Tensor, labels: Tensor, *, seed: int) -> tuple[Tensor, Tensor]:

@@ -38,7 +38,6 @@ from torch import Tensor, nn
 from genlab.errors import ConfigError
 from genlab.models.base import GenlabModule, OptimizerFactory, build_optimizer
 from genlab.models.capabilities import Translates
-from genlab.models.gans.losses import adversarial_loss
 from genlab.nn.translation import ImagePool
 
 # The checkpoint entry of CycleGAN's two image pools.
@@ -60,6 +59,46 @@ def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> Non
     if value < 0 or (value == 0 and not allow_zero):
         bound = "0 or more" if allow_zero else "positive"
         raise ConfigError(f"model.{name} must be {bound} (got {value})")
+
+
+class TranslationLoss:
+    """The adversarial loss of both papers, on D's patch scores: with a criterion ℓ(s, t)
+    averaged over every patch (binary cross-entropy on logits for ``bce``, the papers'
+    cGAN loss; the squared error for ``least_squares``, CycleGAN's), D minimises
+    ½·(ℓ(D(real), 1) + ℓ(D(fake), 0)), halved "to slow down the rate at which D learns
+    relative to G" (Pix2Pix §3.3; CycleGAN's code halves it too), and G minimises
+    ℓ(D(fake), 1). (genlab's GAN losses carry LSGAN's ½ inside the least-squares terms;
+    these do not, so the weights λ of the papers apply as published.)"""
+
+    NAMES = ("bce", "least_squares")
+
+    def __init__(self, name: str) -> None:
+        if name not in self.NAMES:
+            raise ConfigError(
+                f"model.loss={name!r} is not a loss of Pix2Pix or CycleGAN; choose bce (the "
+                "cGAN loss of Pix2Pix) or least_squares (CycleGAN's)"
+            )
+        self.name = name
+        self.scores_are_logits = name == "bce"
+
+    def criterion(self, scores: Tensor, target: float) -> Tensor:
+        import torch.nn.functional as F
+
+        targets = torch.full_like(scores, target)
+        if self.scores_are_logits:
+            return F.binary_cross_entropy_with_logits(scores, targets)
+        return F.mse_loss(scores, targets)
+
+    def discriminator(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return 0.5 * (self.criterion(real_scores, 1.0) + self.criterion(fake_scores, 0.0))
+
+    def generator(self, fake_scores: Tensor) -> Tensor:
+        return self.criterion(fake_scores, 1.0)
+
+    def summarize(self, scores: Tensor) -> Tensor:
+        """The logged mean of D's scores: a mean probability for logits, else the mean."""
+        scores = scores.detach()
+        return torch.sigmoid(scores).mean() if self.scores_are_logits else scores.mean()
 
 
 def to_signed(x: Tensor) -> Tensor:
@@ -94,7 +133,7 @@ class TranslationModel(GenlabModule, Translates):
         optimizer_d: OptimizerFactory | None,
     ) -> None:
         self.automatic_optimization = False
-        self.adversarial_loss = adversarial_loss(loss)
+        self.adversarial_loss = TranslationLoss(loss)
         self.optimizer_g = optimizer_g
         self.optimizer_d = optimizer_d
 
@@ -216,7 +255,7 @@ class Pix2Pix(TranslationModel):
         with self.toggled_optimizer(opt_d):
             real_scores = self.discriminate(a, b)
             fake_scores = self.discriminate(a, fake.detach())
-            d_loss = 0.5 * loss.discriminator(real_scores, fake_scores)
+            d_loss = loss.discriminator(real_scores, fake_scores)
             self._step(opt_d, d_loss)
 
         with self.toggled_optimizer(opt_g):
@@ -377,8 +416,8 @@ class CycleGAN(TranslationModel):
             pooled_a = self.pool_a.query(fake_a.detach())
             real_a, fake_a_scores = self.discriminator_a(a), self.discriminator_a(pooled_a)
             real_b, fake_b_scores = self.discriminator_b(b), self.discriminator_b(pooled_b)
-            d_a = 0.5 * loss.discriminator(real_a, fake_a_scores)
-            d_b = 0.5 * loss.discriminator(real_b, fake_b_scores)
+            d_a = loss.discriminator(real_a, fake_a_scores)
+            d_b = loss.discriminator(real_b, fake_b_scores)
             self._step(opt_d, d_a + d_b)
 
         terms = {

@@ -38,6 +38,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.atomic import write_text
 from genlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class OptunaSearch:
             )
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
         url = storage_url(self.storage, sweep_dir)
         study = self.create_study(url)
 
@@ -322,7 +323,6 @@ class OptunaSearch:
 
     def _write_results(self, study: Any, sweep_dir: Path) -> None:
         """``optimization_results.yaml``: the best trial's value, parameters and job."""
-        from genlab.atomic import write_text
 
         states = import_optuna().trial.TrialState
         counts = {
