@@ -117,6 +117,10 @@ def compose(args: argparse.Namespace, size: int, output_dir: str) -> DictConfig:
         f"trainer.max_steps={2 * batches}",
         "trainer.max_epochs=-1",
         "trainer.limit_val_batches=0",
+        # Training values reach the loggers every log_every_n_steps batches (genlab logs
+        # them only then): once in the run, at its last batch, where the timer reads the
+        # final losses; the default 50 also logs about once in such a run.
+        f"trainer.log_every_n_steps={batches}",
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
         "callbacks=none",

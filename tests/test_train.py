@@ -209,3 +209,39 @@ def test_callbacks_none_writes_no_checkpoints(tiny_mnist: Path, tmp_path: Path) 
     assert not (run / "checkpoints").exists()
     assert not list(run.rglob("*.ckpt"))
     assert "best checkpoint" not in result.stdout + result.stderr
+
+
+def test_training_values_are_logged_at_the_loggers_steps_and_each_epochs_end(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    import csv
+    import json
+
+    from conftest import new_run
+
+    # 86 training images in batches of 16: 5 steps an epoch, 2 epochs; the loggers write
+    # every 3rd step (3, 6, 9), and genlab also logs each epoch's last batch (5, 10) for the
+    # epoch's own record (callback_metrics, metrics.json), not for the loggers.
+    run, _ = new_run(
+        tmp_path, "train", "model=ae", *data_args(tiny_mnist), "data.batch_size=16",
+        "trainer.max_epochs=2", "trainer.log_every_n_steps=3", "trainer.enable_progress_bar=false",
+        "test=false", "logger=csv",
+    )  # fmt: skip
+    rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
+    steps = sorted({int(r["step"]) + 1 for r in rows if r.get("train/loss")})
+    assert steps == [3, 6, 9]
+    # Validation values stay one per epoch, and each epoch records its last training loss.
+    assert [int(r["epoch"]) for r in rows if r.get("val/loss")] == [0, 1]
+    history = json.loads((run / "metrics.json").read_text())["history"]["train/loss"]
+    assert history["step"] == [5, 10]
+    # Those are the losses of steps 5 and 10, as a run logging every step shows them.
+    every, _ = new_run(
+        tmp_path, "train", "model=ae", *data_args(tiny_mnist), "data.batch_size=16",
+        "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "test=false", "logger=csv",
+    )  # fmt: skip
+    logged = {
+        int(r["step"]) + 1: float(r["train/loss"])
+        for r in csv.DictReader((every / "csv" / "metrics.csv").open())
+        if r.get("train/loss")
+    }
+    assert history["value"] == pytest.approx([logged[5], logged[10]], rel=1e-6)
