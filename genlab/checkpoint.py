@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.errors import CheckpointError
+from genlab.inputs import check_checkpoint_file
 from genlab.models.base import CONFIG_KEY, VERSION_KEY
 from genlab.trust import check_trusted, training_only
 from genlab.trust import trusted_modules as trusted_modules_of
@@ -55,25 +56,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} was not written by genlab train: it has no genlab_config entry"
         )
     return checkpoint
-
-
-def check_checkpoint_file(path: Path) -> None:
-    """A clear error for a path that is not a file: missing, or a directory (a run
-    directory given where its checkpoint was meant, most likely)."""
-    if path.is_dir():
-        inside = [path / "checkpoints" / "last.ckpt", path / "last.ckpt"]
-        found = next((c for c in inside if c.is_file()), None)
-        hint = (
-            f"did you mean {found}?"
-            if found is not None
-            else "pass the path of a .ckpt file inside it, e.g. RUN_DIR/checkpoints/last.ckpt"
-        )
-        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file; {hint}")
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} does not exist; pass ckpt=PATH to a .ckpt file written by "
-            "genlab train, e.g. outputs/train/DATE/TIME/checkpoints/last.ckpt"
-        )
 
 
 def not_a_checkpoint(path: Path) -> CheckpointError:

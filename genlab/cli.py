@@ -212,6 +212,22 @@ def with_resumed_run_dir(command: str, args: list[str]) -> list[str]:
     return [*args, f"hydra.run.dir={Path(resume).expanduser().resolve()}"]
 
 
+def resume_problem(command: str, args: list[str]) -> str | None:
+    """Why ``genlab train resume=RUN_DIR`` cannot resume, checked before Hydra would create
+    RUN_DIR as the run directory of a run that then fails; None when it can."""
+    resume = _override(args, "resume") if command == "train" else None
+    if not resume:
+        return None
+    from genlab.commands.resume import last_checkpoint_of
+    from genlab.errors import GenlabError
+
+    try:
+        last_checkpoint_of(Path(resume).expanduser())
+    except GenlabError as exc:
+        return str(exc)
+    return None
+
+
 def with_report_dir(command: str, args: list[str]) -> list[str]:
     """``genlab report DIR``: a word that is neither an option nor an override is
     ``dir=DIR``, quoted for Hydra (a path may hold commas or spaces)."""
@@ -303,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rest = with_quiet(command, with_resumed_run_dir(command, with_report_dir(command, rest)))
     problem = None if command in NO_RUN_DIR_COMMANDS else run_dir_problem(command, rest)
-    problem = missing_plugin(rest) or problem
+    problem = missing_plugin(rest) or resume_problem(command, rest) or problem
     if problem is not None:
         print(f"genlab {command}: error: {problem}", file=sys.stderr)
         return 1

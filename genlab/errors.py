@@ -5,6 +5,9 @@ Every failure caused by input (a config value, a data file, a checkpoint) is rai
 non-zero. Messages say what is wrong, where, and what to try.
 """
 
+import signal
+from pathlib import Path
+
 
 class GenlabError(Exception):
     """A problem with the user's input, reported without a traceback."""
@@ -28,3 +31,15 @@ class NonFiniteLossError(GenlabError):
 
 class OutputError(GenlabError):
     """A result that could not be written (disk full, no permission)."""
+
+
+class Preempted(Exception):  # noqa: N818 - a stop asked for, not an error of the code
+    """Training stopped on a signal after saving; ``exit_code`` is 128 + its number."""
+
+    def __init__(self, signum: int, path: str) -> None:
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {name}: the current step's state is saved in {path}; continue with "
+            f"genlab train resume={Path(path).parent.parent}"
+        )

@@ -194,6 +194,33 @@ def test_bad_option_values_are_refused_before_torch_is_imported(
     assert "Traceback" not in result.stderr
 
 
+def test_missing_files_and_bad_training_values_are_answered_without_torch(
+    tmp_path: Path,
+) -> None:
+    # Each in a fresh process, as a user meets it: one line, exit 1, torch never imported.
+    (tmp_path / "a-run").mkdir()
+    cases = [
+        (["sample", "ckpt=missing.ckpt"], "checkpoint missing.ckpt does not exist"),
+        (["evaluate", f"ckpt={tmp_path / 'a-run'}"], "is a directory, not a checkpoint file"),
+        (["translate", "ckpt=missing.ckpt", "input=x"], "checkpoint missing.ckpt does not"),
+        (["train", "trainer.max_epochs=abc"], "trainer.max_epochs must be an integer"),
+        (["train", "ckpt_path=missing.ckpt"], "ckpt_path=missing.ckpt does not exist"),
+        (["train", "resume=no-such-run"], "resume=no-such-run: no-such-run/checkpoints"),
+    ]
+    for args, message in cases:
+        result = subprocess.run(
+            [sys.executable, "-c", REFUSE_WITHOUT_TORCH, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 1, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+    # A run directory that cannot be resumed is not created by the refused run.
+    assert not (tmp_path / "no-such-run").exists()
+
+
 # The run directory.
 
 

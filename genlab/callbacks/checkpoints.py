@@ -32,7 +32,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from genlab.atomic import atomic_path
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, Preempted
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -77,18 +77,6 @@ def set_random_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class Preempted(Exception):  # noqa: N818 - a stop asked for, not an error of the code
-    """Training stopped on a signal after saving; ``exit_code`` is 128 + its number."""
-
-    def __init__(self, signum: int, path: str) -> None:
-        self.exit_code = 128 + signum
-        name = signal.Signals(signum).name
-        super().__init__(
-            f"stopped by {name}: the current step's state is saved in {path}; continue with "
-            f"genlab train resume={Path(path).parent.parent}"
-        )
 
 
 class LastCheckpoint(pl.Callback):

@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from genlab.atomic import atomic_path, write_json
-from genlab.commands.common import CONFIG_DIR, check_int, run_command
+from genlab.commands.common import CONFIG_DIR, check_ckpt, check_int, run_command
 from genlab.progress import Progress
 
 
@@ -89,6 +89,7 @@ def check_options(cfg: DictConfig) -> None:
 def anomaly(cfg: DictConfig) -> dict[str, Any]:
     # Before torch is imported: a mistyped option is answered at once.
     check_options(cfg)
+    check_ckpt(cfg)
     import numpy as np
     import torch
 

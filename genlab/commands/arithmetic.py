@@ -13,7 +13,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.commands.common import CONFIG_DIR, check_int, check_number, run_command
+from genlab.commands.common import CONFIG_DIR, check_ckpt, check_int, check_number, run_command
 from genlab.errors import ConfigError
 
 # The sets of images: the vector is mean(plus) - mean(minus), added to the codes of apply.
@@ -62,6 +62,7 @@ def check_options(cfg: DictConfig) -> None:
 def arithmetic(cfg: DictConfig) -> dict[str, Any]:
     # Before torch is imported: a mistyped option is answered at once.
     check_options(cfg)
+    check_ckpt(cfg)
     import torch
 
     from genlab.commands import checkpointed

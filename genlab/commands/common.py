@@ -116,6 +116,14 @@ def check_choice(cfg: DictConfig, key: str, choices: Sequence[str]) -> None:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
 
 
+def check_ckpt(cfg: DictConfig) -> None:
+    """A checkpoint command's ``ckpt=``: an existing file, checked (after the command's own
+    options) before torch is imported, so a mistyped path is answered at once."""
+    from genlab.inputs import check_checkpoint_file
+
+    check_checkpoint_file(Path(str(cfg.ckpt)).expanduser())
+
+
 def _user_error(exc: BaseException) -> BaseException | None:
     """The GenlabError (or missing config value) behind ``exc``, following the chain that
     Hydra's instantiate and Lightning wrap around it."""

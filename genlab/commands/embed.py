@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from genlab.atomic import atomic_path
-from genlab.commands.common import CONFIG_DIR, check_choice, check_int, run_command
+from genlab.commands.common import CONFIG_DIR, check_choice, check_ckpt, check_int, run_command
 
 METHODS = ("pca", "tsne")
 
@@ -49,6 +49,7 @@ def check_options(cfg: DictConfig) -> None:
 def embed(cfg: DictConfig) -> dict[str, Any]:
     # Before torch is imported: a mistyped option is answered at once.
     check_options(cfg)
+    check_ckpt(cfg)
     import numpy as np
     import torch
 

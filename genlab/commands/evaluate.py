@@ -28,6 +28,7 @@ from genlab.atomic import write_json
 from genlab.commands.common import (
     CONFIG_DIR,
     check_bool,
+    check_ckpt,
     check_int,
     check_number,
     run_command,
@@ -522,6 +523,7 @@ def generated_metrics(
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     # Before torch is imported: a mistyped option is answered at once.
     check_options(cfg)
+    check_ckpt(cfg)
     import torch
 
     from genlab.commands import checkpointed

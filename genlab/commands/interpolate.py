@@ -13,7 +13,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.commands.common import CONFIG_DIR, check_choice, check_int, run_command
+from genlab.commands.common import CONFIG_DIR, check_choice, check_ckpt, check_int, run_command
 from genlab.errors import ConfigError
 
 SOURCES = ("data", "prior")
@@ -49,6 +49,7 @@ def check_options(cfg: DictConfig) -> None:
 def interpolate(cfg: DictConfig) -> dict[str, Any]:
     # Before torch is imported: a mistyped option is answered at once.
     check_options(cfg)
+    check_ckpt(cfg)
     import torch
 
     from genlab.commands import checkpointed

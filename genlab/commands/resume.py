@@ -25,18 +25,23 @@ CHECKED = ("model", "data", "optimizer", "scheduler", "trainer")
 GROUPS = ("model", "data", "optimizer", "scheduler", "trainer")
 
 
+def last_checkpoint_of(run: Path) -> Path:
+    """``resume=RUN_DIR``'s checkpoints/last.ckpt, or a clear error; the CLI asks before
+    Hydra makes RUN_DIR its run directory (and so creates it)."""
+    path = run / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"resume={run}: {path} does not exist; resume takes a run directory of genlab "
+            "train (outputs/train/DATE/TIME) that wrote checkpoints/last.ckpt"
+        )
+    return path
+
+
 def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
     """The checkpoint a run continues from: ``resume=RUN_DIR``'s last.ckpt, or
     ``ckpt_path``; None for a fresh run."""
     if cfg.get("resume"):
-        run = Path(str(cfg.resume)).expanduser()
-        path = run / "checkpoints" / "last.ckpt"
-        if not path.is_file():
-            raise CheckpointError(
-                f"resume={run}: {path} does not exist; resume takes a run directory of genlab "
-                "train (outputs/train/DATE/TIME) that wrote checkpoints/last.ckpt"
-            )
-        return path
+        return last_checkpoint_of(Path(str(cfg.resume)).expanduser())
     if cfg.get("ckpt_path"):
         return Path(str(cfg.ckpt_path)).expanduser()
     return None

@@ -20,6 +20,7 @@ from genlab.atomic import write_json
 from genlab.commands.common import (
     CONFIG_DIR,
     check_choice,
+    check_ckpt,
     check_int,
     check_number,
     run_command,
@@ -42,6 +43,7 @@ def check_options(cfg: DictConfig) -> None:
 def sample(cfg: DictConfig) -> dict[str, Any]:
     # Before torch is imported: a mistyped option is answered at once.
     check_options(cfg)
+    check_ckpt(cfg)
     import torch
 
     from genlab.commands import checkpointed

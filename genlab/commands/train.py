@@ -224,7 +224,6 @@ def check_values(cfg: DictConfig) -> None:
 def prepare(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
     """The config the run uses: resumed from its checkpoint when asked, with the seed
     actually used and the trainer options a GAN needs."""
-    from genlab.checkpoint import check_version, read_checkpoint
     from genlab.commands.resume import checkpoint_to_resume, resumed_config
 
     path = checkpoint_to_resume(cfg)
@@ -237,6 +236,8 @@ def prepare(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
         if overrides is not None:
             cfg = resumed_config(cfg, overrides)
         else:  # composed by genlab.compose, which resumed the config; check the file
+            from genlab.checkpoint import check_version, read_checkpoint
+
             check_version(read_checkpoint(path), path)
     check_values(cfg)
     cfg = cfg.copy()
@@ -255,6 +256,8 @@ def train(
     """Fit ``cfg.model`` on ``cfg.data``; returns the final metrics and the objects built.
     ``overrides`` are the command line's (Hydra's) override strings: given, a resumed run
     applies them on top of its checkpoint's config (genlab.api.compose does it itself)."""
+    # Checked before the heavy imports (seconds), so a mistyped value is answered at once.
+    cfg = prepare(cfg, overrides)
     # Heavy imports here, so `genlab train --help` and tab completion stay fast.
     import pytorch_lightning as pl
     from hydra.utils import instantiate
@@ -268,7 +271,6 @@ def train(
     from genlab.models.base import GenlabModule
     from genlab.sweepers.pruning import pruning_callbacks
 
-    cfg = prepare(cfg, overrides)
     check_importable(cfg)
     check_devices(cfg)
     note_untrusted(cfg)
@@ -392,7 +394,7 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from genlab.callbacks.checkpoints import Preempted
+    from genlab.errors import Preempted
 
     overrides = list(HydraConfig.get().overrides.task)
     divide_threads()  # parallel jobs of one machine share its cores

@@ -24,7 +24,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from genlab.commands.common import CONFIG_DIR, check_bool, check_choice, check_int, run_command
+from genlab.commands.common import (
+    CONFIG_DIR,
+    check_bool,
+    check_choice,
+    check_ckpt,
+    check_int,
+    run_command,
+)
 from genlab.errors import ConfigError, DataError
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -146,6 +153,7 @@ def save_image(img: Any, path: Path) -> None:
 def translate(cfg: DictConfig) -> dict[str, Any]:
     # Before torch is imported: a mistyped option or a missing input is answered at once.
     check_options(cfg)
+    check_ckpt(cfg)
     files = input_files(str(cfg.input))
     import torch
 
