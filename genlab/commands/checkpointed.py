@@ -147,7 +147,7 @@ def split_name(dm: SplitImages, name: str) -> str:
     return "val" if name == "test" and "test" not in dm.splits else name
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def encode(
     model: torch.nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 512
 ) -> torch.Tensor:
@@ -225,7 +225,7 @@ class LatentSource:
         return self.fitted.sample(n, temperature=temperature, generator=generator)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def decode(
     model: torch.nn.Module,
     z: torch.Tensor,

@@ -212,6 +212,22 @@ def reconstruction_metrics(model: Any, images: Iterator[Any], *, prefix: str) ->
     return {f"{prefix}/mse_per_pixel": float(torch.cat(squared).mean())}
 
 
+def score_and_reconstruction_metrics(model: Any, images: Iterator[Any], *, prefix: str) -> dict:
+    """``score_metrics`` and ``reconstruction_metrics`` in one pass over the images."""
+    import torch
+
+    scores, squared = [], []
+    with torch.inference_mode():
+        for x in images:
+            score, reconstruction = model.score_and_reconstruct(x)
+            scores.append(score.double().cpu())
+            squared.append((reconstruction - x).square().flatten(1).mean(dim=1).double().cpu())
+    return {
+        f"{prefix}/recon_error": float(torch.cat(scores).mean()),
+        f"{prefix}/mse_per_pixel": float(torch.cat(squared).mean()),
+    }
+
+
 def likelihood_metrics(
     model: Any, images: Iterator[Any], *, k: int, seed: int, prefix: str, max_decodes: int
 ) -> dict[str, float]:
@@ -418,6 +434,11 @@ def split_metrics(
         metrics |= accuracy_metrics(
             model, test, batch_size=cfg.batch_size, prefix=prefix, progress=progress
         )
+    both = isinstance(model, ScoresAnomalies) and isinstance(model, Reconstructs)
+    if both and callable(getattr(model, "score_and_reconstruct", None)):
+        # One pass for both where the model computes them from one decode.
+        passed = images("reconstruction", "the reconstruction error and squared error per pixel")
+        return metrics | score_and_reconstruction_metrics(model, passed, prefix=prefix)
     if isinstance(model, ScoresAnomalies):
         scored = images("score", "the reconstruction error (the anomaly score)")
         metrics |= score_metrics(model, scored, prefix=prefix)

@@ -198,7 +198,7 @@ def translate(cfg: DictConfig) -> dict[str, Any]:
                 sources.append(img)
                 targets.append(other)
             x = torch.stack([to_tensor(img, size) for img in sources]).to(loaded.device)
-            with torch.no_grad():
+            with torch.inference_mode():
                 y = model.translate(x, direction).float().cpu()
             for path, img, result in zip(chunk, sources, y, strict=True):
                 target = out / path.name

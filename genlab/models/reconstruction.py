@@ -100,6 +100,21 @@ class ReconstructionModel(GenlabModule, Encodes, Decodes, Reconstructs, ScoresAn
         return self.reconstruction_terms(x, x)["recon"]
 
     @torch.no_grad()
+    def score_and_reconstruct(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``score(x)`` and ``reconstruct(x)`` from one encode and decode where they share
+        them (every autoencoder here); a subclass that changes either (a VAE scores with a
+        sampled code and reconstructs from the mean) gets the two calls."""
+        shared = all(
+            getattr(type(self), name) is getattr(ReconstructionModel, name)
+            for name in ("score", "reconstruct", "reconstruction_terms", "encode", "decode")
+        )
+        if not shared:
+            return self.score(x), self.reconstruct(x)
+        logits = self.decode_logits(self.encode(x))
+        images = self.output(logits)
+        return reconstruction_error(logits, x, loss=self.loss_name, output=images), images
+
+    @torch.no_grad()
     def image_rows(self, x: Tensor) -> list[Tensor]:
         """Rows of the training image grid: inputs, then reconstructions."""
         return [x, self.reconstruct(x)]
