@@ -15,7 +15,7 @@ ARGS ?=
 $(BIN)/genlab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,sweep,mlflow]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sweep,mlflow,streaming]"
 	touch $@
 
 install: $(BIN)/genlab
@@ -26,8 +26,18 @@ train: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Every benchmark's --json into bench/ (not committed: see README "Benchmark"), then the
+# README's tables rewritten from it. BENCH_ARGS go to the throughput scripts.
+BENCH_ARGS ?=
 bench: install
-	$(BIN)/python scripts/bench_train.py
+	mkdir -p bench
+	$(BIN)/python scripts/bench_train.py --model conv_ae --json bench/train_conv_ae.json $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_train.py --model ae --json bench/train_ae.json $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_gan.py --json bench/gan.json $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_translation.py --json bench/translation.json $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_memory.py --json bench/memory.json
+	$(BIN)/python scripts/bench_table.py bench/train_conv_ae.json bench/train_ae.json \
+		bench/gan.json bench/translation.json bench/memory.json
 
 lint: install
 	$(BIN)/ruff check .

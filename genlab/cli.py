@@ -61,6 +61,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "translate an image or a folder with a Pix2Pix or CycleGAN checkpoint",
         "genlab translate ckpt=PATH input=photos/ direction=AtoB",
     ),
+    "prepare-data": (
+        "genlab.commands.prepare_data",
+        "write a folder of images once as shards that data=streaming trains from",
+        "genlab prepare-data data=folder data.root=DIR out=SHARDS data.image_size=64",
+    ),
 }
 
 USAGE_TAIL = """\
@@ -249,6 +254,7 @@ NO_RUN_DIR_COMMANDS = ("report",)
 # Config options that come from optional plugins: the module each needs, and the extra of
 # genlab that installs it (pyproject.toml).
 PLUGIN_OPTIONS: dict[str, tuple[str, str, str]] = {
+    "data=streaming": ("webdataset", "WebDataset", "streaming"),
     "hydra/sweeper=optuna": ("optuna", "Optuna", "sweep"),
     "hydra/launcher=joblib": (
         "hydra_plugins.hydra_joblib_launcher",

@@ -19,6 +19,10 @@ figures; each run reports how many cores they kept busy. Run from the repository
 
     .venv/bin/python scripts/bench_gan.py
     .venv/bin/python scripts/bench_gan.py --steps 60 --repeats 5 --threads 1
+    .venv/bin/python scripts/bench_gan.py --json bench/gan.json
+
+--json writes the layout of scripts/bench_translation.py, which scripts/bench_table.py turns
+into the README's table: the machine and, under ``models``, each loop's figures.
 """
 
 from __future__ import annotations
@@ -27,18 +31,20 @@ import argparse
 import logging
 import statistics
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
 import torch.nn.functional as F
 from benchlib import AdversarialRun as Run
-from benchlib import BatchTimer, Clock, batches, same_weights
+from benchlib import BatchTimer, Clock, batches, finite, loop_json, machine_info, same_weights
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from genlab.atomic import write_json
 from genlab.commands.common import CONFIG_DIR
 from genlab.commands.train import train
 
@@ -177,14 +183,51 @@ def table(plain: dict[str, Any], genlab: dict[str, Any], args: argparse.Namespac
     return "\n".join(lines)
 
 
-def parse_args() -> argparse.Namespace:
+def as_json(
+    plain: dict[str, Any], genlab: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The results in the benchmarks' JSON layout (that of bench_translation.py)."""
+
+    def loop(r: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **loop_json(r["rates"], r["loads"]),
+            "ms_per_batch": r["ms_per_batch"],
+            "final_d_loss": finite(r["last"].d_loss),
+            "final_g_loss": finite(r["last"].g_loss),
+        }
+
+    return {
+        "benchmark": "dcgan training throughput, genlab against a plain PyTorch loop",
+        "script": "bench_gan",
+        "machine": machine_info("cpu"),
+        "data": "mnist_5k",
+        "batch_size": args.batch_size,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "models": {
+            "dcgan": {
+                "steps": args.steps,
+                "step": "one D and one G step a batch",
+                "plain": loop(plain),
+                "genlab": loop(genlab),
+                "ratio": genlab["images_per_s"] / plain["images_per_s"],
+                "best_ratio": max(genlab["rates"]) / max(plain["rates"]),
+                # Checked for every repeat; recorded so the JSON says so.
+                "same_weights": True,
+            }
+        },
+    }
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="timed batches")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches before them")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each loop")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
     for name in ("steps", "warmup", "batch_size", "repeats", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -192,8 +235,9 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print its table, write --json; returns the JSON's content."""
+    args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     # Lightning's banner ("GPU available: ...") and genlab's output-dir line, every run.
@@ -220,7 +264,12 @@ def main() -> None:
             )
         plain_runs.append(plain_run)
         genlab_runs.append(genlab_run)
-    print(table(summary(plain_runs, args), summary(genlab_runs, args), args))
+    plain, genlab = summary(plain_runs, args), summary(genlab_runs, args)
+    print(table(plain, genlab, args))
+    report = as_json(plain, genlab, args)
+    if args.json is not None:
+        write_json(args.json, report)
+    return report
 
 
 if __name__ == "__main__":

@@ -18,16 +18,19 @@ meanwhile: on a busy machine the figures mean little. Run from the repository ro
 
     .venv/bin/python scripts/bench_train.py
     .venv/bin/python scripts/bench_train.py --model ae --repeats 5 --json bench.json
+
+--json writes the layout of scripts/bench_translation.py, which scripts/bench_table.py turns
+into the README's table: the machine (CPU, cores, torch, threads, device) and, under
+``models``, each loop's median images/s, ms per step, every run's images/s and load.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +38,12 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from benchlib import Clock, batches, same_weights
+from benchlib import Clock, batches, finite, loop_json, machine_info, same_weights
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
 
+from genlab.atomic import write_json
 from genlab.commands.common import CONFIG_DIR
 from genlab.commands.train import train
 
@@ -211,23 +215,62 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_args() -> argparse.Namespace:
+def as_json(results: dict[str, Any]) -> dict[str, Any]:
+    """The results in the benchmarks' JSON layout (that of bench_translation.py)."""
+
+    def loop(r: dict[str, Any]) -> dict[str, Any]:
+        rates = [run["images_per_s"] for run in r["runs"]]
+        loads = [run["other_load"] for run in r["runs"]]
+        return {
+            **loop_json(rates, loads),
+            "ms_per_step": r["ms_per_step"],
+            "final_loss": finite(r["final_loss"]),
+        }
+
+    return {
+        "benchmark": "training throughput, genlab against a plain PyTorch loop",
+        "script": "bench_train",
+        "machine": machine_info("cpu"),
+        "data": "mnist_5k",
+        "batch_size": results["batch_size"],
+        "warmup": results["warmup"],
+        "repeats": results["repeats"],
+        "models": {
+            results["model"]: {
+                "steps": results["steps"],
+                "plain": loop(results["plain"]),
+                "genlab": loop(results["genlab"]),
+                "ratio": results["ratio"],
+                "best_ratio": results["ratio_best"],
+                # Checked for every repeat; recorded so the JSON says so.
+                "same_weights": True,
+            }
+        },
+    }
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before them")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each loop")
     parser.add_argument("--model", choices=MODELS, default="conv_ae")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
-    for name in ("steps", "warmup", "batch_size", "repeats"):
-        if getattr(args, name) < 1:
+    args = parser.parse_args(argv)
+    for name in ("steps", "warmup", "batch_size", "repeats", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print its table, write --json; returns the JSON's content."""
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     # Lightning's banner ("GPU available: ...") and genlab's output-dir line, every run.
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
 
@@ -266,8 +309,10 @@ def main() -> None:
     for key, figure in (("ratio", "images_per_s"), ("ratio_best", "best_images_per_s")):
         results[key] = results["genlab"][figure] / results["plain"][figure]
     print(table(results))
+    report = as_json(results)
     if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.json, report)
+    return report
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ this folder (python puts a script's own folder on sys.path); never by genlab."""
 
 from __future__ import annotations
 
+import math
 import os
+import platform
 import resource
+import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +51,53 @@ class Clock:
         tick = 1 / os.sysconf("SC_CLK_TCK")
         other = (machine - self.machine) - (own - self.own) - tick
         return seconds, max(other, 0.0) / seconds
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """What ran a benchmark, for its JSON and the README's tables: the CPU model, the cores,
+    torch and its threads, the device and, on CUDA, the GPU's name."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    info: dict[str, Any] = {
+        "device": device,
+        "cpu": cpu,
+        "cores": os.cpu_count() or 1,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def is_contended(load: float, threads: int) -> bool:
+    """Whether other processes kept so many cores busy (``load``) that torch's ``threads``
+    did not each have one (half a core of slack for the odd daemon)."""
+    return math.isfinite(load) and threads + load > (os.cpu_count() or 1) + 0.5
+
+
+def finite(value: float) -> float | None:
+    """``value``, or None (JSON's null) where it is NaN or infinite."""
+    return value if math.isfinite(value) else None
+
+
+def loop_json(rates: list[float], loads: list[float]) -> dict[str, Any]:
+    """One loop's figures in the benchmarks' JSON layout: median images/s, and each run's
+    images/s, the cores other processes used (null where unknown) and whether contended."""
+    threads = torch.get_num_threads()
+    return {
+        "images_per_s": statistics.median(rates),
+        "runs_images_per_s": list(rates),
+        "other_load": [finite(x) for x in loads],
+        "contended": [is_contended(x, threads) for x in loads],
+    }
 
 
 def batches(images: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:

@@ -99,6 +99,8 @@ def test_every_model_instantiates_for_every_dataset(model: str, data: str, tmp_p
         assert module.sample(2).shape == x.shape
     if isinstance(module, Classifies):
         assert module(x).shape == (2, cfg.model.num_classes)
+    if _target("data", data).endswith("StreamingDataModule"):
+        return  # it reads its shards' index when built: tests/test_streaming.py builds some
     datamodule = instantiate(cfg.data)
     assert isinstance(datamodule, pl.LightningDataModule)
     assert datamodule.shape == x.shape[1:]

@@ -72,7 +72,7 @@ def classifier_ckpt(workdir: Path) -> Path:
 COMMANDS = {
     "evaluate": (
         ["k=5", "features=CLASSIFIER", "num_samples=30", "probe=true"],
-        ["score", "reconstruction", "likelihood", "sampling", "features (real)", "metrics"],
+        ["reconstruction", "likelihood", "sampling", "features (real)", "metrics"],
         "likelihood: the ELBO and the log p(x) bound with k=5 importance samples on 40",
     ),
     "anomaly": ([], ["scoring"], "scoring: the reconstruction error and the −ELBO"),

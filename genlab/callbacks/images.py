@@ -12,7 +12,7 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from genlab.data.protocols import PairedBatches, SplitImages
+from genlab.data.protocols import FixedImages, PairedBatches, SplitImages
 from genlab.models.base import GenlabModule
 from genlab.viz import rows_grid, save_png
 
@@ -35,6 +35,10 @@ class ImageGridCallback(pl.Callback):
         the (a, b) pairs the translation models draw their rows from."""
         if self._batch is None:
             datamodule = trainer.datamodule
+            if isinstance(datamodule, FixedImages):
+                # Streamed data (data=streaming) holds no split: a few images it reads.
+                self._batch = datamodule.fixed_images("val", self.num_images)
+                return self._batch
             if not isinstance(datamodule, SplitImages) or "val" not in datamodule.splits:
                 return None
             if isinstance(datamodule, PairedBatches):

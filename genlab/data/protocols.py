@@ -4,7 +4,7 @@ LightningDataModule that does can be scored, sampled against and embedded the sa
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -31,3 +31,11 @@ class PairedBatches(Protocol):
     augmented, which the image grids of Pix2Pix and CycleGAN draw their rows from."""
 
     def fixed_batch(self, split: str = "val", n: int = 8) -> tuple: ...
+
+
+@runtime_checkable
+class FixedImages(Protocol):
+    """Streamed data (genlab.data.StreamingDataModule) holds no split in memory; it reads
+    the first n images of a split for the image grids with ``fixed_images(split, n)``."""
+
+    def fixed_images(self, split: str, n: int) -> Any: ...

@@ -1,0 +1,290 @@
+"""Regenerate the README's benchmark tables from the benchmark scripts' JSON.
+
+Each table sits between two marker comments in README.md, which this script owns; the text
+outside them is never touched:
+
+    <!-- bench:train -->        bench_train.py and bench_gan.py (a row per model)
+    <!-- bench:translation -->  bench_translation.py (a row per image size)
+    <!-- bench:memory -->       bench_memory.py (a row per run)
+    ...                         (rewritten)
+    <!-- /bench -->
+
+A table is rewritten only when a JSON file of its kind is given, so regenerating one leaves
+the others as they are. Every table says which machine gave each figure: a caption line
+names it (CPU model and cores, GPU where one was used, torch and its threads) and, where the
+rows come from more than one machine, a column tells them apart. The output depends on the
+JSON alone, so a second run with the same files changes nothing (the README is then not
+even rewritten); a changed README is written whole or not at all. Run from the repository
+root (``make bench`` runs the benchmarks and then this):
+
+    .venv/bin/python scripts/bench_table.py bench/*.json
+    .venv/bin/python scripts/bench_table.py --readme README.md --check bench/*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from genlab.atomic import write_text
+from genlab.errors import DataError, GenlabError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+KINDS = ("train", "translation", "memory")
+END = "<!-- /bench -->"
+MIB = 1 << 20
+
+
+def marker(kind: str) -> str:
+    return f"<!-- bench:{kind} -->"
+
+
+def kind_of(report: dict[str, Any], source: str) -> str:
+    """Which table a report feeds: by the script that wrote it, or by its rows' key for
+    files written before the scripts named themselves (bench_translation's ``sizes``)."""
+    script = report.get("script")
+    if script in ("bench_train", "bench_gan"):
+        return "train"
+    if script == "bench_memory":
+        return "memory"
+    if script == "bench_translation" or "sizes" in report:
+        return "translation"
+    raise DataError(
+        f"{source} is not the JSON of a benchmark script (no 'script' naming bench_train, "
+        "bench_gan, bench_translation or bench_memory); pass the files their --json wrote"
+    )
+
+
+def load_reports(paths: Sequence[Path]) -> dict[str, list[dict[str, Any]]]:
+    """The reports in ``paths`` grouped by table, in the order given."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for path in paths:
+        try:
+            report = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(
+                f"cannot read benchmark results {path}: {exc}; rerun the benchmark with "
+                "--json to write it again"
+            ) from None
+        if not isinstance(report, dict) or not isinstance(report.get("machine"), dict):
+            raise DataError(
+                f"{path} has no 'machine' record; it was not written by a benchmark script's "
+                "--json (or by an older version): rerun the benchmark"
+            )
+        grouped.setdefault(kind_of(report, str(path)), []).append(report)
+    return grouped
+
+
+def describe_machine(info: dict[str, Any]) -> str:
+    """One line naming what gave a figure: CPU (cores), GPU, torch, threads."""
+    cpu = str(info.get("cpu") or "unknown CPU")
+    if info.get("cores"):
+        cpu += f" ({info['cores']} cores)"
+    parts = [cpu]
+    if info.get("gpu"):
+        parts.append(f"GPU {info['gpu']}")
+    parts.append(f"torch {info.get('torch', '?')}")
+    if info.get("threads"):
+        parts.append(f"{info['threads']} thread{'s' if info['threads'] != 1 else ''}")
+    if info.get("memory_gib"):
+        parts.append(f"{info['memory_gib']} GiB RAM")
+    parts.append(f"device {info.get('device', 'cpu')}")
+    return ", ".join(parts)
+
+
+class Machines:
+    """The machines of one table's rows, lettered in order of appearance."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def letter(self, info: dict[str, Any]) -> str:
+        name = describe_machine(info)
+        if name not in self.names:
+            self.names.append(name)
+        return chr(ord("A") + self.names.index(name))
+
+    @property
+    def several(self) -> bool:
+        return len(self.names) > 1
+
+    def caption(self) -> str:
+        if not self.several:
+            return f"Machine: {self.names[0]}."
+        return (
+            "Machines: "
+            + "; ".join(f"{chr(ord('A') + i)} = {name}" for i, name in enumerate(self.names))
+            + "."
+        )
+
+
+def rate(images_per_s: float) -> str:
+    return f"{images_per_s:,.0f}" if images_per_s >= 100 else f"{images_per_s:.2f}"
+
+
+def millis(ms: float) -> str:
+    if ms >= 100:
+        return f"{ms:.0f} ms"
+    return f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
+
+
+def loop_cell(loop: dict[str, Any]) -> str:
+    ms = loop.get("ms_per_step", loop.get("ms_per_batch"))
+    return f"{rate(loop['images_per_s'])} img/s" + (f" ({millis(ms)})" if ms is not None else "")
+
+
+def contended(row: dict[str, Any]) -> bool:
+    return any(any(row[name].get("contended") or []) for name in ("plain", "genlab"))
+
+
+def markdown(header: Sequence[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def throughput_table(reports: list[dict[str, Any]], *, rows_key: str, label: str) -> str:
+    """A table of genlab against the plain loop: a row per model (or size), later files
+    replacing earlier rows of the same name."""
+    machines = Machines()
+    found: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
+    for report in reports:
+        letter = machines.letter(report["machine"])
+        for name, row in report[rows_key].items():
+            title = f"{name}×{name}" if rows_key == "sizes" else name
+            if row.get("step"):
+                title += f" ({row['step']})"
+            found[title] = (letter, report, row)
+    header = [label, "plain loop", "genlab", "genlab / plain", "run"]
+    if machines.several:
+        header.append("machine")
+    rows, marked = [], False
+    for title, (letter, report, row) in found.items():
+        mark = "*" if contended(row) else ""
+        marked = marked or bool(mark)
+        setting = (
+            f"batch {report['batch_size']}, {row['steps']} steps, median of {report['repeats']}"
+        )
+        cells = [
+            title,
+            loop_cell(row["plain"]),
+            loop_cell(row["genlab"]),
+            f"{row['ratio']:.3f}{mark}",
+            setting,
+        ]
+        rows.append([*cells, letter] if machines.several else cells)
+    lines = [machines.caption(), "", *markdown(header, rows)]
+    if marked:
+        lines += [
+            "",
+            "\\* other processes left torch's threads less than a core each during a run: "
+            "the figure measures the contention as much as genlab.",
+        ]
+    return "\n".join(lines)
+
+
+def memory_table(reports: list[dict[str, Any]]) -> str:
+    """Peak resident memory of each run against its budget, in MiB."""
+    machines = Machines()
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for report in reports:
+        letter = machines.letter(report["machine"])
+        for name, run in report["runs"].items():
+            found[name] = (letter, run)
+    header = [
+        "run",
+        "uint8 data",
+        "model + optimizer",
+        "torch + Lightning",
+        f"budget ({reports[-1].get('factor', 1.5)}×)",
+        "a step, no data",
+        "peak RSS",
+        "peak / budget",
+        "peak / step budget",
+    ]
+    if machines.several:
+        header.append("machine")
+    rows = []
+    for name, (letter, run) in found.items():
+        verdict = "" if run["peak_rss_bytes"] <= run["budget_bytes"] else " (over)"
+        cells = [
+            f"{name}: {run['description']}",
+            *(
+                f"{run[key] / MIB:,.0f} MiB"
+                for key in (
+                    "data_bytes",
+                    "model_state_bytes",
+                    "torch_bytes",
+                    "budget_bytes",
+                    "step_peak_bytes",
+                    "peak_rss_bytes",
+                )
+            ),
+            f"{run['peak_rss_bytes'] / run['budget_bytes']:.2f}{verdict}",
+            f"{run['peak_rss_bytes'] / run['step_budget_bytes']:.2f}",
+        ]
+        rows.append([*cells, letter] if machines.several else cells)
+    return "\n".join([machines.caption(), "", *markdown(header, rows)])
+
+
+def render(kind: str, reports: list[dict[str, Any]]) -> str:
+    if kind == "train":
+        return throughput_table(reports, rows_key="models", label="model")
+    if kind == "translation":
+        return throughput_table(reports, rows_key="sizes", label="pix2pix, size")
+    return memory_table(reports)
+
+
+def regenerate(text: str, grouped: dict[str, list[dict[str, Any]]], *, source: str) -> str:
+    """``text`` with the tables of the kinds in ``grouped`` rewritten between their
+    markers; the rest of it unchanged."""
+    for kind in KINDS:
+        if kind not in grouped:
+            continue
+        pattern = re.compile(re.escape(marker(kind)) + r"\n.*?" + re.escape(END), re.DOTALL)
+        matches = list(pattern.finditer(text))
+        if len(matches) != 1:
+            raise DataError(
+                f"{source} has {len(matches)} '{marker(kind)}' ... '{END}' blocks, not one; "
+                "put the markers around that table once (see scripts/bench_table.py)"
+            )
+        block = f"{marker(kind)}\n\n{render(kind, grouped[kind])}\n\n{END}"
+        text = text[: matches[0].start()] + block + text[matches[0].end() :]
+    return text
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json", type=Path, nargs="+", help="files the benchmarks' --json wrote")
+    parser.add_argument("--readme", type=Path, default=README, help="default: README.md")
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if the tables are stale"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Rewrite the tables; the exit status: 1 where --check finds them stale, else 0."""
+    args = parse_args(argv)
+    try:
+        text = args.readme.read_text()
+    except OSError as exc:
+        raise SystemExit(f"cannot read {args.readme}: {exc.strerror or exc}") from None
+    try:
+        new = regenerate(text, load_reports(args.json), source=str(args.readme))
+        changed = new != text
+        if changed and not args.check:
+            write_text(args.readme, new)
+    except GenlabError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    state = "stale" if args.check else "rewritten"
+    print(f"{args.readme}: {'tables ' + state if changed else 'tables up to date'}")
+    return int(changed and args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""scripts/bench_table.py rewrites only the text between its markers, from the JSON alone
+(twice gives the same README), and says which machine gave each figure; bench_train.py and
+bench_gan.py write the JSON layout it reads."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+MACHINE_A = {"device": "cpu", "cpu": "Test CPU 9000", "cores": 2, "torch": "2.13.0", "threads": 2}
+MACHINE_B = {"device": "cuda", "cpu": "Host CPU", "gpu": "NVIDIA H100", "torch": "2.13.0"}
+
+README = """# project
+
+Intro text that must stay.
+
+<!-- bench:train -->
+| model | old |
+|---|---|
+| conv_ae | 1 |
+<!-- /bench -->
+
+Between the tables.
+
+<!-- bench:translation -->
+old pix2pix table
+<!-- /bench -->
+
+<!-- bench:memory -->
+<!-- /bench -->
+
+## Next section
+"""
+
+
+def loop(
+    rate: float, ms_key: str = "ms_per_step", contended: bool = False, batch: int = 128
+) -> dict[str, Any]:
+    return {
+        "images_per_s": rate,
+        ms_key: batch * 1000 / rate,
+        "runs_images_per_s": [rate],
+        "other_load": [1.5 if contended else 0.0],
+        "contended": [contended],
+    }
+
+
+def train_report(machine: dict[str, Any], model: str, plain: float, genlab: float) -> dict:
+    return {
+        "script": "bench_train",
+        "machine": machine,
+        "batch_size": 128,
+        "warmup": 5,
+        "repeats": 3,
+        "models": {
+            model: {
+                "steps": 60,
+                "plain": loop(plain),
+                "genlab": loop(genlab),
+                "ratio": genlab / plain,
+                "best_ratio": genlab / plain,
+                "same_weights": True,
+            }
+        },
+    }
+
+
+def gan_report() -> dict[str, Any]:
+    report = train_report(MACHINE_A, "dcgan", 1432.0, 1378.0)
+    report["script"] = "bench_gan"
+    row = report["models"]["dcgan"]
+    row["step"] = "one D and one G step a batch"
+    row["genlab"] = loop(1378.0, "ms_per_batch", contended=True)
+    return report
+
+
+def translation_report() -> dict[str, Any]:
+    # bench_translation.py's layout: no "script" key, rows under "sizes".
+    return {
+        "machine": {k: v for k, v in MACHINE_A.items() if k != "cores"},
+        "batch_size": 1,
+        "warmup": 2,
+        "repeats": 3,
+        "sizes": {
+            "64": {
+                "steps": 30,
+                "plain": loop(8.83, "ms_per_batch", batch=1),
+                "genlab": loop(8.9, "ms_per_batch", batch=1),
+                "ratio": 8.9 / 8.83,
+            }
+        },
+    }
+
+
+def memory_report() -> dict[str, Any]:
+    mib = 1 << 20
+    return {
+        "script": "bench_memory",
+        "machine": {**MACHINE_A, "memory_gib": 23.5},
+        "factor": 1.5,
+        "runs": {
+            "mnist": {
+                "description": "70,000 grey 28×28",
+                "data_bytes": 53 * mib,
+                "model_state_bytes": 2 * mib,
+                "torch_bytes": 409 * mib,
+                "budget_bytes": 696 * mib,
+                "step_peak_bytes": 629 * mib,
+                "step_budget_bytes": 1023 * mib,
+                "peak_rss_bytes": 735 * mib,
+            }
+        },
+    }
+
+
+@pytest.fixture
+def table(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # The scripts import from their own folder, as python does for a script.
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import bench_table
+
+    return bench_table
+
+
+def write(tmp_path: Path, name: str, report: dict[str, Any]) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(report))
+    return path
+
+
+def block(text: str, kind: str) -> str:
+    start = text.index(f"<!-- bench:{kind} -->")
+    return text[start : text.index("<!-- /bench -->", start)]
+
+
+def test_regenerates_tables_between_markers_with_machine_and_is_idempotent(
+    table: ModuleType, tmp_path: Path
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    files = [
+        write(tmp_path, "conv.json", train_report(MACHINE_A, "conv_ae", 1038.0, 1060.0)),
+        write(tmp_path, "ae.json", train_report(MACHINE_B, "ae", 198_985.0, 114_524.0)),
+        write(tmp_path, "gan.json", gan_report()),
+        write(tmp_path, "pix.json", translation_report()),
+        write(tmp_path, "mem.json", memory_report()),
+    ]
+    argv = ["--readme", str(readme), *map(str, files)]
+    assert table.main(argv) == 0
+    first = readme.read_text()
+
+    # Outside the markers, nothing moved.
+    assert first.startswith("# project\n\nIntro text that must stay.\n\n<!-- bench:train -->")
+    assert "\n<!-- /bench -->\n\nBetween the tables.\n\n" in first
+    assert first.endswith("<!-- /bench -->\n\n## Next section\n")
+    assert "old pix2pix table" not in first and "| conv_ae | 1 |" not in first
+
+    train = block(first, "train")
+    # Two machines: a caption naming both and a column saying which gave each row.
+    assert "Machines: A = Test CPU 9000 (2 cores), torch 2.13.0, 2 threads, device cpu; " in train
+    assert "B = Host CPU, GPU NVIDIA H100, torch 2.13.0, device cuda." in train
+    assert "| model | plain loop | genlab | genlab / plain | run | machine |" in train
+    assert (
+        "| conv_ae | 1,038 img/s (123 ms) | 1,060 img/s (121 ms) | 1.021 | "
+        "batch 128, 60 steps, median of 3 | A |" in train
+    )
+    assert "| ae | 198,985 img/s (0.64 ms) | 114,524 img/s (1.12 ms) | 0.576 |" in train
+    assert "| B |" in train.split("| ae |")[1].splitlines()[0]
+    # dcgan's genlab run was contended: its ratio is starred and the star explained.
+    assert "| dcgan (one D and one G step a batch) | 1,432 img/s (89.4 ms) |" in train
+    assert "| 0.962* |" in train
+    assert "\\* other processes left torch's threads less than a core each" in train
+
+    pix = block(first, "translation")
+    assert "Machine: Test CPU 9000, torch 2.13.0, 2 threads, device cpu." in pix
+    assert "| machine |" not in pix
+    assert "| 64×64 | 8.83 img/s (113 ms) | 8.90 img/s (112 ms) | 1.008 |" in pix
+    assert "*" not in pix
+
+    memory = block(first, "memory")
+    assert "Machine: Test CPU 9000 (2 cores), torch 2.13.0, 2 threads, 23.5 GiB RAM" in memory
+    assert (
+        "| mnist: 70,000 grey 28×28 | 53 MiB | 2 MiB | 409 MiB | 696 MiB | 629 MiB | "
+        "735 MiB | 1.06 (over) | 0.72 |" in memory
+    )
+
+    # A second run changes nothing, and --check agrees.
+    mtime = readme.stat().st_mtime_ns
+    assert table.main(argv) == 0
+    assert readme.read_text() == first
+    assert readme.stat().st_mtime_ns == mtime
+    assert table.main(["--check", *argv]) == 0
+
+
+def test_only_the_given_kinds_are_rewritten_and_check_reports_stale(
+    table: ModuleType, tmp_path: Path
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    pix = write(tmp_path, "pix.json", translation_report())
+    assert table.main(["--readme", str(readme), "--check", str(pix)]) == 1
+    assert readme.read_text() == README  # --check writes nothing
+    assert table.main(["--readme", str(readme), str(pix)]) == 0
+    text = readme.read_text()
+    assert "| conv_ae | 1 |" in text  # the train table: no JSON of its kind, left alone
+    assert "8.83 img/s" in block(text, "translation")
+
+
+def test_rejects_unknown_json_and_missing_markers(table: ModuleType, tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    stray = write(tmp_path, "stray.json", {"machine": MACHINE_A, "rows": {}})
+    with pytest.raises(SystemExit, match="not the JSON of a benchmark script"):
+        table.main(["--readme", str(readme), str(stray)])
+    good = write(tmp_path, "mem.json", memory_report())
+    with pytest.raises(SystemExit, match=r"0 '<!-- bench:memory -->' \.\.\. '<!-- /bench -->'"):
+        table.main(["--readme", str(readme), str(good)])
+    assert readme.read_text() == "no markers here\n"
+
+
+@pytest.fixture
+def scripts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    # main() sets torch's threads and quietens loggers: put them back for other tests.
+    threads = torch.get_num_threads()
+    levels = {name: logging.getLogger(name).level for name in ("pytorch_lightning", "genlab")}
+    yield
+    torch.set_num_threads(threads)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def check_loop(loop: dict[str, Any], ms_key: str) -> None:
+    assert loop["images_per_s"] > 0
+    assert loop[ms_key] == pytest.approx(128_000 / loop["images_per_s"], rel=1e-6)
+    assert len(loop["runs_images_per_s"]) == len(loop["other_load"]) == 1
+    assert loop["contended"] in ([True], [False])
+
+
+TINY = ["--steps", "2", "--warmup", "1", "--repeats", "1", "--threads", "1"]
+
+
+@pytest.mark.usefixtures("scripts")
+@pytest.mark.parametrize(
+    ("script", "argv", "model", "ms_key"),
+    [
+        ("bench_train", ["--model", "ae"], "ae", "ms_per_step"),
+        ("bench_gan", [], "dcgan", "ms_per_batch"),
+    ],
+)
+def test_throughput_scripts_write_the_json_bench_table_reads(
+    table: ModuleType, tmp_path: Path, script: str, argv: list[str], model: str, ms_key: str
+) -> None:
+    import importlib
+
+    bench = importlib.import_module(script)
+    out = tmp_path / f"{script}.json"
+    returned = bench.main([*TINY, *argv, "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert report == json.loads(json.dumps(returned))
+    assert report["script"] == script
+    machine = report["machine"]
+    assert machine["threads"] == 1 and machine["device"] == "cpu"
+    assert machine["cpu"] and machine["torch"] == torch.__version__ and machine["cores"] >= 1
+    assert report["batch_size"] == 128 and report["repeats"] == 1
+    assert list(report["models"]) == [model]
+    row = report["models"][model]
+    assert row["steps"] == 2 and row["same_weights"] is True
+    check_loop(row["plain"], ms_key)
+    check_loop(row["genlab"], ms_key)
+    assert row["ratio"] == pytest.approx(
+        row["genlab"]["images_per_s"] / row["plain"]["images_per_s"]
+    )
+
+    # bench_table turns it into a row of the train table.
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert table.main(["--readme", str(readme), str(out)]) == 0
+    train = block(readme.read_text(), "train")
+    assert f"| {model}" in train and f"{row['ratio']:.3f}" in train
+    assert "Machine: " in train and "1 thread," in train
