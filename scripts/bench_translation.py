@@ -41,9 +41,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
-import platform
 import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -55,7 +53,15 @@ import hydra
 import torch
 import torch.nn.functional as F
 from benchlib import AdversarialRun as Run
-from benchlib import BatchTimer, Clock, same_weights, synchronize
+from benchlib import (
+    BatchTimer,
+    Clock,
+    finite,
+    is_contended,
+    machine_info,
+    same_weights,
+    synchronize,
+)
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
@@ -270,32 +276,6 @@ def bench_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
     }
 
 
-def machine(args: argparse.Namespace) -> dict[str, Any]:
-    """What ran the benchmark: the CPU model, the GPU where used, torch and its threads."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    info = {
-        "device": args.device,
-        "cpu": cpu,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
-    if args.device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def as_json(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     """The results as plain JSON values (NaN loads as null)."""
 
@@ -305,7 +285,7 @@ def as_json(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
             "images_per_s": r["images_per_s"],
             "ms_per_batch": r["ms_per_batch"],
             "runs_images_per_s": r["rates"],
-            "other_load": [_finite(x) for x in r["loads"]],
+            "other_load": [finite(x) for x in r["loads"]],
             "contended": [is_contended(x, torch.get_num_threads()) for x in r["loads"]],
             "final_d_loss": last["d_loss"],
             "final_g_loss": last["g_loss"],
@@ -313,7 +293,7 @@ def as_json(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
 
     return {
         "benchmark": "pix2pix training throughput, genlab against a plain PyTorch loop",
-        "machine": machine(args),
+        "machine": machine_info(args.device),
         "batch_size": args.batch_size,
         "warmup": args.warmup,
         "repeats": args.repeats,
@@ -335,7 +315,7 @@ def as_json(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
 
 
 def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    info = machine(args)
+    info = machine_info(args.device)
     where = info.get("gpu") or info["cpu"]
     lines = [
         f"pix2pix on mnist_edges, batch {args.batch_size}, one D and one G step a batch, "
@@ -376,12 +356,6 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             "contention; rerun with fewer --threads or on a quieter machine"
         )
     return "\n".join(lines)
-
-
-def is_contended(load: float, threads: int) -> bool:
-    """Whether other processes kept so many cores busy (``load``) that torch's ``threads``
-    did not each have one (half a core of slack for the odd daemon)."""
-    return math.isfinite(load) and threads + load > (os.cpu_count() or 1) + 0.5
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
