@@ -329,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         print(f"genlab {command}: error: {problem}", file=sys.stderr)
         return 1
+    from genlab.tuning import tune_allocator
+
+    tune_allocator()  # faster CPU steps; GENLAB_MALLOC_TUNING=0 leaves glibc as it is
     _run_app(command, rest)
     return 0
 

@@ -409,6 +409,10 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    # A DDP rank Lightning re-launched: tuned as the command line tunes the first process.
+    from genlab.tuning import tune_allocator
+
+    tune_allocator()
     # A DDP rank that Lightning re-launched from a job of a sweep runs that job alone.
     sys.argv = [sys.argv[0], *as_rank_of_sweep_job(sys.argv[1:])]
     main()
