@@ -230,3 +230,24 @@ def test_translate_side_by_side_files_and_bad_input(workdir: Path, pix2pix_run: 
         workdir, "translate", f"ckpt={ckpt}", f"input={workdir / 'pairs'}", "direction=BtoA"
     )
     assert result.returncode == 1 and "direction=BtoA" in result.stderr
+
+
+def test_translate_into_a_chosen_folder_without_a_grid(workdir: Path, pix2pix_run: Path) -> None:
+    from genlab.data.translation import TranslationDataModule
+
+    a, _ = TranslationDataModule(dataset="mnist_5k", batch_size=8).fixed_batch("val", 2)
+    _write_images(workdir / "two", a)
+    ckpt = pix2pix_run / "checkpoints" / "last.ckpt"
+    out = workdir / "chosen"
+    run, _ = new_run(
+        workdir, "translate", f"ckpt={ckpt}", f"input={workdir / 'two'}", f"out={out}",
+        "grid_images=0",
+    )  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]
+    assert not (run / "translation.png").exists()
+    # The input folder itself is refused as out=: the inputs would be overwritten.
+    _, result = run_in_process(
+        workdir, "translate", f"ckpt={ckpt}", f"input={workdir / 'two'}",
+        f"out={workdir / 'two'}",
+    )  # fmt: skip
+    assert result.returncode == 1 and "overwrite the inputs" in result.stderr
