@@ -39,7 +39,16 @@ import hydra
 import torch
 import torch.nn.functional as F
 from benchlib import AdversarialRun as Run
-from benchlib import BatchTimer, Clock, batches, finite, loop_json, machine_info, same_weights
+from benchlib import (
+    BatchTimer,
+    Clock,
+    adversarial_overrides,
+    batches,
+    finite,
+    loop_json,
+    machine_info,
+    same_weights,
+)
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
@@ -53,7 +62,6 @@ SEED = 0
 
 def compose(args: argparse.Namespace, output_dir: str) -> DictConfig:
     """The `genlab train` config of one benchmark run, writing only under ``output_dir``."""
-    timer = f"{BatchTimer.__module__}.{BatchTimer.__qualname__}"
     batches = args.warmup + args.steps
     overrides = [
         "model=dcgan",
@@ -61,27 +69,9 @@ def compose(args: argparse.Namespace, output_dir: str) -> DictConfig:
         "data=mnist_5k",
         f"data.batch_size={args.batch_size}",
         "trainer=cpu",
-        "trainer.precision=32-true",
-        # One D and one G optimizer step per batch.
-        f"trainer.max_steps={2 * batches}",
-        "trainer.max_epochs=-1",
-        "trainer.limit_val_batches=0",
-        # Training values reach the loggers every log_every_n_steps batches (genlab logs
-        # them only then): once in the run, at its last batch, where the timer reads the
-        # final losses; the default 50 also logs about once in such a run.
-        f"trainer.log_every_n_steps={batches}",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "callbacks=none",
-        f"+callbacks.bench_timer._target_={timer}",
-        f"+callbacks.bench_timer.start={args.warmup}",
-        f"+callbacks.bench_timer.stop={batches}",
-        "~logger",
-        f"seed={SEED}",
-        "test=false",
-        # Set directly so that the config resolves without a running Hydra app.
-        f"paths.root_dir={output_dir}",
-        f"paths.output_dir={output_dir}",
+        *adversarial_overrides(
+            warmup=args.warmup, batches=batches, seed=SEED, output_dir=output_dir
+        ),
     ]
     with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return hydra.compose("train", overrides=overrides)

@@ -56,6 +56,7 @@ from benchlib import AdversarialRun as Run
 from benchlib import (
     BatchTimer,
     Clock,
+    adversarial_overrides,
     finite,
     is_contended,
     machine_info,
@@ -118,29 +119,11 @@ def compose(args: argparse.Namespace, size: int, output_dir: str) -> DictConfig:
         f"data.batch_size={args.batch_size}",
         "scheduler=none",
         "trainer=gpu" if args.device == "cuda" else "trainer=cpu",
-        "trainer.precision=32-true",
-        # One D and one G optimizer step per batch.
-        f"trainer.max_steps={2 * batches}",
-        "trainer.max_epochs=-1",
-        "trainer.limit_val_batches=0",
-        # Training values reach the loggers every log_every_n_steps batches (genlab logs
-        # them only then): once in the run, at its last batch, where the timer reads the
-        # final losses; the default 50 also logs about once in such a run.
-        f"trainer.log_every_n_steps={batches}",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "callbacks=none",
-        f"+callbacks.bench_timer._target_={_target(BatchTimer)}",
-        f"+callbacks.bench_timer.start={args.warmup}",
-        f"+callbacks.bench_timer.stop={batches}",
-        "~logger",
-        f"seed={SEED}",
-        "test=false",
+        *adversarial_overrides(
+            warmup=args.warmup, batches=batches, seed=SEED, output_dir=output_dir
+        ),
         # The data target lives in this script: say so, or genlab prints a note every run.
         f"trusted_modules=[{prepared_data.__module__}]",
-        # Set directly so that the config resolves without a running Hydra app.
-        f"paths.root_dir={output_dir}",
-        f"paths.output_dir={output_dir}",
     ]
     with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return hydra.compose("train", overrides=overrides)

@@ -170,3 +170,33 @@ class BatchTimer(pl.Callback):
             metrics = trainer.callback_metrics
             d_loss, g_loss = float(metrics["train/d_loss"]), float(metrics["train/g_loss"])
             self.run = AdversarialRun(seconds, d_loss, g_loss, load)
+
+
+def adversarial_overrides(*, warmup: int, batches: int, seed: int, output_dir: str) -> list[str]:
+    """The `genlab train` overrides every adversarial benchmark shares: float32, one D and
+    one G step for each of ``batches`` batches, no validation, test, logger or callbacks
+    but the ``BatchTimer`` (timing batches ``warmup`` .. ``batches``), writing only under
+    ``output_dir``."""
+    return [
+        "trainer.precision=32-true",
+        # One D and one G optimizer step per batch.
+        f"trainer.max_steps={2 * batches}",
+        "trainer.max_epochs=-1",
+        "trainer.limit_val_batches=0",
+        # Training values reach the loggers every log_every_n_steps batches (genlab logs
+        # them only then): once in the run, at its last batch, where the timer reads the
+        # final losses; the default 50 also logs about once in such a run.
+        f"trainer.log_every_n_steps={batches}",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "callbacks=none",
+        f"+callbacks.bench_timer._target_={BatchTimer.__module__}.{BatchTimer.__qualname__}",
+        f"+callbacks.bench_timer.start={warmup}",
+        f"+callbacks.bench_timer.stop={batches}",
+        "~logger",
+        f"seed={seed}",
+        "test=false",
+        # Set directly so that the config resolves without a running Hydra app.
+        f"paths.root_dir={output_dir}",
+        f"paths.output_dir={output_dir}",
+    ]

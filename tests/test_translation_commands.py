@@ -251,3 +251,11 @@ def test_translate_into_a_chosen_folder_without_a_grid(workdir: Path, pix2pix_ru
         f"out={workdir / 'two'}",
     )  # fmt: skip
     assert result.returncode == 1 and "overwrite the inputs" in result.stderr
+
+
+def test_pix2pix_refuses_unpaired_data(workdir: Path) -> None:
+    _, result = run_in_process(
+        workdir, "train", *PIX2PIX, *QUICK, "test=false", "data=mnist_edges_unpaired"
+    )
+    assert result.returncode == 1
+    assert "use model=cyclegan for unpaired" in result.stderr

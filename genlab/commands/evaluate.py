@@ -434,9 +434,8 @@ def split_metrics(
         metrics |= accuracy_metrics(
             model, test, batch_size=cfg.batch_size, prefix=prefix, progress=progress
         )
-    both = isinstance(model, ScoresAnomalies) and isinstance(model, Reconstructs)
-    if both and callable(getattr(model, "score_and_reconstruct", None)):
-        # One pass for both where the model computes them from one decode.
+    if isinstance(model, ScoresAnomalies) and isinstance(model, Reconstructs):
+        # One pass over the images for both (one decode, where the model shares it).
         passed = images("reconstruction", "the reconstruction error and squared error per pixel")
         return metrics | score_and_reconstruction_metrics(model, passed, prefix=prefix)
     if isinstance(model, ScoresAnomalies):
@@ -568,7 +567,18 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         metrics = translation_metrics(
             loaded, dm, split=prefix, extractor=extractor, cfg=cfg, progress=progress
         )
-        return finish(cfg, loaded, model, test, prefix, metrics, k=0, subset=None)
+        # Translation data is never binarised.
+        return finish(
+            cfg,
+            loaded,
+            model,
+            prefix,
+            metrics,
+            images=len(test),
+            binarized=False,
+            k=0,
+            subset=None,
+        )
     metrics = split_metrics(model, test, cfg=cfg, prefix=prefix, device=device, progress=progress)
     k = cfg.k if cfg.k is not None else DEFAULT_K if isinstance(model, Variational) else 0
     skipped = skipped_likelihood(model, k)
@@ -590,9 +600,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         cfg,
         loaded,
         model,
-        test,
         prefix,
         metrics,
+        images=len(test),
+        binarized=bool(test.binarize),
         k=k,
         subset=subset,
         skipped=skipped,
@@ -605,10 +616,11 @@ def finish(
     cfg: DictConfig,
     loaded: Any,
     model: Any,
-    test: Any,
     prefix: str,
     metrics: dict[str, float],
     *,
+    images: int,
+    binarized: bool,
     k: int,
     subset: Any | None,
     skipped: list[str] | None = None,
@@ -622,12 +634,12 @@ def finish(
         "checkpoint": str(Path(cfg.ckpt).expanduser().resolve()),
         "model": type(model).__name__,
         "split": prefix,
-        "images": len(test),
-        "binarized": bool(getattr(test, "binarize", False)),
+        "images": images,
+        "binarized": binarized,
         "settings": {key: cfg[key] for key in SETTINGS}
         | {
             "k": k,
-            "likelihood_subset": subset_record(len(test), subset, seed=cfg.seed) if k else None,
+            "likelihood_subset": subset_record(images, subset, seed=cfg.seed) if k else None,
         },
         # Metrics this model has but the options turned off, so a reader of metrics.json
         # can tell them from metrics the model lacks.

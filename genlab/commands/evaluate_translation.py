@@ -14,10 +14,12 @@ before their features are taken, and the command says so.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from genlab.data.protocols import KnowsRightAnswers
 from genlab.progress import Progress
 
 
@@ -64,7 +66,8 @@ def _feature_metrics(
 ) -> dict[str, float]:
     from genlab.commands.evaluate import sample_metrics
 
-    shape = tuple(extractor.image_shape) if hasattr(extractor, "image_shape") else None
+    # A classifier checkpoint has its image size; Inception (a weights path) resizes itself.
+    shape = None if isinstance(extractor, Path) else tuple(extractor.image_shape)
     if shape is not None and tuple(fake.shape[2:]) != shape[1:]:
         print(
             f"genlab evaluate: the classifier takes {shape[1]}x{shape[2]} images: the "
@@ -127,7 +130,7 @@ def translation_metrics(
         back_b = _translated(model, fake_a, direction="AtoB", cfg=cfg, device=device, bar=bar)
     metrics[f"{split}/cycle_a_l1"] = float((back_a - a).abs().mean())
     metrics[f"{split}/cycle_b_l1"] = float((back_b - b).abs().mean())
-    answer = dm.right_answer(a) if getattr(dm, "has_right_answer", False) else None
+    answer = dm.right_answer(a) if isinstance(dm, KnowsRightAnswers) else None
     if answer is not None:
         metrics |= _errors(f"{split}/right_answer", fake_b, answer)
     if extractor is not None:

@@ -28,7 +28,10 @@ class SplitImages(NamesClasses, Protocol):
 class PairedBatches(Protocol):
     """Translation data (genlab.data.TranslationDataModule): batches are (a, b) image
     pairs, and ``fixed_batch(split, n)`` gives the first n pairs of a split, never
-    augmented, which the image grids of Pix2Pix and CycleGAN draw their rows from."""
+    augmented, which the image grids of Pix2Pix and CycleGAN draw their rows from.
+    ``paired``: whether b is a's target (Pix2Pix needs it) or an independent draw."""
+
+    paired: bool
 
     def fixed_batch(self, split: str = "val", n: int = 8) -> tuple: ...
 
@@ -39,3 +42,12 @@ class FixedImages(Protocol):
     the first n images of a split for the image grids with ``fixed_images(split, n)``."""
 
     def fixed_images(self, split: str, n: int) -> Any: ...
+
+
+@runtime_checkable
+class KnowsRightAnswers(Protocol):
+    """Translation data whose B of an A image may be known (genlab's embedded tasks):
+    ``right_answer(a)`` gives it, or None where it is not known (folders), and `genlab
+    evaluate` then scores translations against it."""
+
+    def right_answer(self, a: Any) -> Any: ...

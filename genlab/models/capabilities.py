@@ -92,6 +92,12 @@ class Reconstructs(Capability):
     @abstractmethod
     def reconstruct(self, x: Tensor) -> Tensor: ...
 
+    def score_and_reconstruct(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``score(x)`` and ``reconstruct(x)`` of a model that also ScoresAnomalies, which
+        `genlab evaluate` measures in one pass; a model that computes both from one decode
+        overrides this to decode once."""
+        return self.score(x), self.reconstruct(x)  # type: ignore[attr-defined]
+
 
 class Variational(Encodes):
     """Has an encoder distribution q(z|x) = N(μ, σ²) and a decoder likelihood p(x|z): an

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from genlab.data.protocols import PairedBatches
 from genlab.errors import ConfigError
 from genlab.models.base import GenlabModule, OptimizerFactory, build_optimizer
 from genlab.models.capabilities import Translates
@@ -230,7 +231,7 @@ class Pix2Pix(TranslationModel):
     def on_fit_start(self) -> None:
         super().on_fit_start()
         datamodule = self.trainer.datamodule
-        if datamodule is not None and getattr(datamodule, "paired", True) is False:
+        if isinstance(datamodule, PairedBatches) and not datamodule.paired:
             raise ConfigError(
                 "Pix2Pix learns from (input, target) pairs, and this data is unpaired "
                 "(data.paired=false or data=unpaired_folder); use model=cyclegan for unpaired "
