@@ -63,7 +63,7 @@ class ConditionalGAN(GAN, Conditional):
     def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         if labels is None:
             labels = self.class_labels(z.shape[0])
-        return self.generator(z, self._one_hot(labels))
+        return self.active_generator()(z, self._one_hot(labels))
 
     def discriminate(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         if labels is None:

@@ -159,9 +159,15 @@ class GAN(GenlabModule, HasPrior):
         """The labels the networks are conditioned on: none, for an unconditional GAN."""
         return None
 
+    def active_generator(self) -> nn.Module:
+        """The generator network that ``generate`` runs: the trained G. (Subclasses and
+        every ``generate`` go through this, so a model that keeps other weights for
+        sampling, such as a moving average of G's, swaps them in here.)"""
+        return self.generator
+
     def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Noise [B, latent] -> G's images [B, C, H, W] in [-1, 1]."""
-        return self.generator(z)
+        return self.active_generator()(z)
 
     def discriminate(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """Images [B, C, H, W] in [-1, 1] -> D's scores [B]."""
@@ -175,6 +181,11 @@ class GAN(GenlabModule, HasPrior):
 
     def after_discriminator_step(self) -> None:
         """Runs after every D update (WGAN clips the critic's weights here)."""
+
+    def generator_penalty(self) -> Tensor | None:
+        """A term added to G's loss at each of its backward passes (a regulariser of G's
+        weights, such as BigGAN's orthogonal penalty); None here."""
+        return None
 
     # Sampling, the interface of `genlab sample` and `genlab interpolate`.
 
@@ -257,7 +268,9 @@ class GAN(GenlabModule, HasPrior):
                 # Fresh noise, as in Algorithm 1; D's weights are frozen by the toggle.
                 fake = self.generate(self.sample_latent(n), labels)
                 g_loss = self.adversarial_loss.generator(self.discriminate(fake, labels))
-                self.manual_backward(g_loss / window)
+                penalty = self.generator_penalty()
+                total = g_loss if penalty is None else g_loss + penalty
+                self.manual_backward(total / window)
                 losses.append(g_loss.detach())
             grads = [p.grad for p in self.generator.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads)
