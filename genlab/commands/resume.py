@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from genlab.errors import CheckpointError, ConfigError
 
 # What a resumed run takes from its checkpoint; everything else is the new command's.
-RESTORED = ("model", "data", "optimizer", "scheduler", "trainer", "seed", "test")
+RESTORED = ("model", "data", "optimizer", "scheduler", "trainer", "performance", "seed", "test")
 # The restored nodes that name classes, all checked against the trusted modules.
 CHECKED = ("model", "data", "optimizer", "scheduler", "trainer")
 # Config groups, as opposed to keys: `model=vae` picks a file, `model.beta=2` sets a value.

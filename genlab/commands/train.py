@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genlab.commands.common import CONFIG_DIR, check_int, check_number, run_command
 from genlab.errors import CheckpointError, ConfigError
+from genlab.performance import resolve as resolve_performance
 from genlab.sweepers import register_optuna_sweeper
 from genlab.sweepers.jobs import as_rank_of_sweep_job, divide_threads, sweep_job_for_ddp_ranks
 
@@ -240,6 +241,7 @@ def prepare(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
 
             check_version(read_checkpoint(path), path)
     check_values(cfg)
+    resolve_performance(cfg, cuda=False)  # the values only; the device is seen later
     cfg = cfg.copy()
     with open_dict(cfg):
         if cfg.seed is None:
@@ -266,13 +268,17 @@ def train(
 
     from genlab.atomic import write_text
     from genlab.callbacks.checkpoints import AtomicCheckpointIO, LastCheckpoint
+    from genlab.callbacks.device_data import DeviceData
     from genlab.callbacks.hparams import HParamsLogger, write_run_metrics
     from genlab.callbacks.run_config import RunConfig
     from genlab.models.base import GenlabModule
+    from genlab.performance import apply_matmul_precision, compile_networks, has_convolutions
     from genlab.sweepers.pruning import pruning_callbacks
 
     check_importable(cfg)
     check_devices(cfg)
+    performance = resolve_performance(cfg)
+    apply_matmul_precision(performance.matmul_precision)
     note_untrusted(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -281,6 +287,14 @@ def train(
     run_config = OmegaConf.to_container(cfg, resolve=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
+    if performance.channels_last and isinstance(model, GenlabModule) and has_convolutions(model):
+        model.use_channels_last()
+    if performance.compile is not None:
+        # In place, after the layout change: parameter names (checkpoints) stay the same.
+        compiled = compile_networks(model, performance.compile)
+        rank_zero_info(
+            f"genlab train: torch.compile ({performance.compile}) on {', '.join(compiled)}"
+        )
     if cfg.get("scheduler"):
         if not isinstance(model, GenlabModule):
             raise ConfigError(
@@ -291,6 +305,8 @@ def train(
         model.scheduler_factory = instantiate(cfg.scheduler)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     callbacks.append(RunConfig(run_config))
+    if performance.data_on_device is not False:
+        callbacks.append(DeviceData(performance.data_on_device))
     callbacks.extend(pruning_callbacks(cfg))  # a trial of hydra/sweeper=optuna with a pruner
     # The config and metrics where runs are compared: HParams, hparams.yaml, metrics.json.
     hparams = HParamsLogger(

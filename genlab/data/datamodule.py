@@ -89,6 +89,18 @@ class InMemoryDataModule(pl.LightningDataModule):
         if state:
             self._resume_at = (int(state["epoch"]), int(state["batches"]))
 
+    def resident_bytes(self) -> int:
+        """The bytes of every split's tensors (uint8 images, labels), after ``setup``."""
+        return sum(split.nbytes() for split in self.splits.values())
+
+    def keep_on(self, device: torch.device) -> None:
+        """Moves every split's tensors to ``device``, so batches are gathered (and
+        binarised, cropped, flipped) there; worker processes and pinned memory are then
+        pointless and turned off (performance.data_on_device)."""
+        self.splits = {name: split.to(device) for name, split in self.splits.items()}
+        self.num_workers = 0
+        self.pin_memory = False
+
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         return DataLoader(
             self.splits[split],

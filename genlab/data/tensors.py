@@ -25,7 +25,18 @@ class TensorImageDataset(Dataset):
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def nbytes(self) -> int:
+        return self.images.nbytes + self.labels.nbytes
+
+    def to(self, device: torch.device) -> TensorImageDataset:
+        """The same images and labels on ``device`` (a batch is then gathered there)."""
+        return TensorImageDataset(
+            self.images.to(device), self.labels.to(device), binarize=self.binarize
+        )
+
     def __getitem__(self, index: Tensor | int) -> tuple[Tensor, Tensor]:
+        if isinstance(index, Tensor) and index.device != self.images.device:
+            index = index.to(self.images.device, non_blocking=True)
         x = self.images[index].float().div_(255.0)
         return (torch.bernoulli(x) if self.binarize else x), self.labels[index]
 

@@ -158,7 +158,9 @@ def crop_and_flip(
             window = images[i, :, y : y + size, x : x + size]
             out[i] = window.flip(-1) if mirror else window
         return out
-    steps = torch.arange(size)
+    device = images.device
+    top, left, flip = top.to(device), left.to(device), flip.to(device)
+    steps = torch.arange(size, device=device)
     rows = top[:, None] + steps
     cols = left[:, None] + torch.where(flip[:, None], size - 1 - steps, steps)
     flat = (rows[:, :, None] * width + cols[:, None, :]).reshape(n, 1, size * size)
@@ -191,6 +193,20 @@ class TranslationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.a) if self.paired else max(len(self.a), len(self.b))
 
+    def nbytes(self) -> int:
+        return self.a.nbytes + self.b.nbytes
+
+    def to(self, device: torch.device) -> TranslationDataset:
+        """The same images on ``device``: batches are then gathered, cropped and flipped
+        there."""
+        return TranslationDataset(
+            self.a.to(device),
+            self.b.to(device),
+            paired=self.paired,
+            image_size=self.image_size,
+            augment=self.augment,
+        )
+
     def __getitem__(self, key: Tensor | Sequence[int] | tuple) -> tuple[Tensor, Tensor]:
         seed: int | None = None
         if isinstance(key, tuple) and len(key) == 3 and isinstance(key[0], Tensor):
@@ -199,6 +215,8 @@ class TranslationDataset(Dataset):
             index = torch.as_tensor(key, dtype=torch.int64).reshape(-1)
             index_a = index % len(self.a)
             index_b = index_a if self.paired else index % len(self.b)
+        device = self.a.device
+        index_a, index_b = index_a.to(device), index_b.to(device)
         # index_select, not a[index]: this torch indexes uint8 by tensor ~1000x slower.
         a, b = self.a.index_select(0, index_a), self.b.index_select(0, index_b)
         if a.shape[-1] != self.image_size:

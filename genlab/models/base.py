@@ -191,6 +191,24 @@ class GenlabModule(pl.LightningModule):
         except AttributeError:  # another Lightning's internals: log every step
             return True
 
+    # The networks and their memory layout.
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The networks this model was built with, by argument name (the encoder and
+        decoder, G and D, ...); a model that builds its own layers gives its direct
+        submodules. ``performance.compile`` compiles each of them."""
+        return dict(self._networks) or dict(self.named_children())
+
+    # Whether the weights are in the channels-last layout (performance.channels_last).
+    channels_last = False
+
+    def use_channels_last(self) -> None:
+        """Moves the weights to the channels-last (NHWC) layout. Batches need no change: a
+        convolution whose weight is channels-last returns channels-last activations whatever
+        its input's layout, so from the first layer on the network runs NHWC."""
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
+
     # Pictures.
 
     @torch.no_grad()
