@@ -6,6 +6,7 @@ outside them is never touched:
     <!-- bench:train -->        bench_train.py and bench_gan.py (a row per model)
     <!-- bench:translation -->  bench_translation.py (a row per image size)
     <!-- bench:memory -->       bench_memory.py (a row per run)
+    <!-- bench:gpu -->          bench_gpu.py (a row per model, peak GPU memory, the epoch)
     ...                         (rewritten)
     <!-- /bench -->
 
@@ -35,7 +36,7 @@ from genlab.atomic import write_text
 from genlab.errors import DataError, GenlabError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-KINDS = ("train", "translation", "memory")
+KINDS = ("train", "translation", "memory", "gpu")
 END = "<!-- /bench -->"
 MIB = 1 << 20
 
@@ -52,11 +53,14 @@ def kind_of(report: dict[str, Any], source: str) -> str:
         return "train"
     if script == "bench_memory":
         return "memory"
+    if script == "bench_gpu":
+        return "gpu"
     if script == "bench_translation" or "sizes" in report:
         return "translation"
     raise DataError(
         f"{source} is not the JSON of a benchmark script (no 'script' naming bench_train, "
-        "bench_gan, bench_translation or bench_memory); pass the files their --json wrote"
+        "bench_gan, bench_translation, bench_memory or bench_gpu); pass the files their "
+        "--json wrote"
     )
 
 
@@ -231,11 +235,89 @@ def memory_table(reports: list[dict[str, Any]]) -> str:
     return "\n".join([machines.caption(), "", *markdown(header, rows)])
 
 
+def memory_cell(loop: dict[str, Any]) -> str:
+    peak = loop.get("peak_memory_bytes")
+    return "n/a" if peak is None else f"{peak / MIB:,.0f} MiB"
+
+
+def gpu_table(reports: list[dict[str, Any]]) -> str:
+    """bench_gpu.py: genlab against the plain loop on one device, a row per model (later
+    files replacing earlier rows of the same model), each loop's peak device memory, what
+    genlab ran with, and the time of one MNIST epoch of conv_ae (the last file's that has
+    one)."""
+    machines = Machines()
+    found: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
+    epoch: tuple[str, dict[str, Any]] | None = None
+    for report in reports:
+        letter = machines.letter(report["machine"])
+        for name, row in report["models"].items():
+            found[name] = (letter, report, row)
+        if report.get("epoch"):
+            epoch = (letter, report["epoch"])
+    header = [
+        "model",
+        "plain loop",
+        "genlab",
+        "genlab / plain",
+        "peak memory, plain / genlab",
+        "run",
+    ]
+    if machines.several:
+        header.append("machine")
+    rows, marked, settings = [], False, []
+    for name, (letter, report, row) in found.items():
+        mark = "*" if contended(row) else ""
+        marked = marked or bool(mark)
+        title = f"{name} ({row['step']})" if row.get("step") else name
+        compiled = ", compiled" if report.get("compile") else ""
+        cells = [
+            title,
+            loop_cell(row["plain"]),
+            loop_cell(row["genlab"]),
+            f"{row['ratio']:.3f}{mark}",
+            f"{memory_cell(row['plain'])} / {memory_cell(row['genlab'])}",
+            f"{row['data']} {row['image_size']} px, batch {row['batch_size']}, "
+            f"{report.get('precision', '?')}{compiled}, {row['steps']} steps, "
+            f"median of {row['repeats']}",
+        ]
+        rows.append([*cells, letter] if machines.several else cells)
+        used = row["genlab"].get("settings") or {}
+        if used:
+            layout = "channels-last" if used.get("channels_last") else "NCHW"
+            settings.append(
+                f"{name}: matmul {used.get('matmul_precision')}, {layout}, data on "
+                f"{used.get('data_device')}"
+            )
+    lines = [machines.caption(), "", *markdown(header, rows)]
+    if settings:
+        lines += ["", "genlab ran with " + "; ".join(settings) + "."]
+    if epoch is not None:
+        letter, e = epoch
+        where = f" (machine {letter})" if machines.several else ""
+        limit = ", limited by --epoch-images" if e.get("limited") else ""
+        lines += [
+            "",
+            f"One epoch of conv_ae through genlab{where}: {e['images']:,} images of "
+            f"{e['data']} ({e['batches']} batches of {e['batch_size']}{limit}) in "
+            f"{e['seconds']:.2f} s, {rate(e['images_per_s'])} img/s; the first epoch, with "
+            f"the warm-up, {e['first_epoch_seconds']:.2f} s.",
+        ]
+    if marked:
+        lines += [
+            "",
+            "\\* other processes left torch's threads less than a core each during a run: "
+            "the figure measures the contention as much as genlab.",
+        ]
+    return "\n".join(lines)
+
+
 def render(kind: str, reports: list[dict[str, Any]]) -> str:
     if kind == "train":
         return throughput_table(reports, rows_key="models", label="model")
     if kind == "translation":
         return throughput_table(reports, rows_key="sizes", label="pix2pix, size")
+    if kind == "gpu":
+        return gpu_table(reports)
     return memory_table(reports)
 
 

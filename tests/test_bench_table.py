@@ -122,6 +122,54 @@ def memory_report() -> dict[str, Any]:
     }
 
 
+def gpu_report(machine: dict[str, Any], rows: dict[str, tuple[float, float]]) -> dict:
+    """bench_gpu.py's layout: rows per model with each loop's peak memory and settings,
+    and the timed epoch."""
+    mib = 1 << 20
+
+    def gpu_loop(rate: float, memory: int) -> dict[str, Any]:
+        settings = {"matmul_precision": "high", "channels_last": True, "data_device": "cuda:0"}
+        return {**loop(rate, batch=512), "peak_memory_bytes": memory, "settings": settings}
+
+    models = {
+        name: {
+            "data": "mnist",
+            "image_size": 28,
+            "batch_size": 512,
+            "steps": 200,
+            "warmup": 20,
+            "repeats": 2,
+            "plain": gpu_loop(plain, 300 * mib),
+            "genlab": gpu_loop(genlab, 352 * mib),
+            "ratio": genlab / plain,
+            "same_weights": True,
+            **({"step": "one D and one G step a batch"} if name == "dcgan" else {}),
+        }
+        for name, (plain, genlab) in rows.items()
+    }
+    epoch = {
+        "model": "conv_ae",
+        "data": "mnist",
+        "split_images": 59_994,
+        "batch_size": 512,
+        "batches": 117,
+        "images": 59_904,
+        "limited": False,
+        "seconds": 0.8,
+        "images_per_s": 74_880.0,
+        "first_epoch_seconds": 2.5,
+    }
+    return {
+        "script": "bench_gpu",
+        "machine": machine,
+        "precision": "bf16-mixed",
+        "compile": False,
+        "complete": True,
+        "models": models,
+        "epoch": epoch,
+    }
+
+
 @pytest.fixture
 def table(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     # The scripts import from their own folder, as python does for a script.
@@ -213,6 +261,42 @@ def test_only_the_given_kinds_are_rewritten_and_check_reports_stale(
     text = readme.read_text()
     assert "| conv_ae | 1 |" in text  # the train table: no JSON of its kind, left alone
     assert "8.83 img/s" in block(text, "translation")
+
+
+def test_gpu_table_has_memory_settings_and_the_epoch(table: ModuleType, tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# project\n\n<!-- bench:gpu -->\nnot measured yet\n<!-- /bench -->\n")
+    h100 = {**MACHINE_B, "cores": 16, "threads": 16}
+    files = [
+        write(tmp_path, "cpu.json", gpu_report(MACHINE_A, {"conv_ae": (1000.0, 990.0)})),
+        write(
+            tmp_path,
+            "gpu.json",
+            gpu_report(h100, {"conv_ae": (80_000.0, 76_000.0), "dcgan": (60_000.0, 58_800.0)}),
+        ),
+    ]
+    argv = ["--readme", str(readme), *map(str, files)]
+    assert table.main(argv) == 0
+    text = readme.read_text()
+    gpu = block(text, "gpu")
+    assert "not measured yet" not in text and text.endswith("<!-- /bench -->\n")
+    assert "B = Host CPU (16 cores), GPU NVIDIA H100, torch 2.13.0, 16 threads, device cuda." in gpu
+    header = "| model | plain loop | genlab | genlab / plain | peak memory, plain / genlab | run |"
+    assert header + " machine |" in gpu
+    # The later file's conv_ae replaces the earlier one's: one row, from machine B.
+    assert gpu.count("| conv_ae |") == 1
+    assert (
+        "| conv_ae | 80,000 img/s (6.40 ms) | 76,000 img/s (6.74 ms) | 0.950 | 300 MiB / 352 MiB "
+        "| mnist 28 px, batch 512, bf16-mixed, 200 steps, median of 2 | B |" in gpu
+    )
+    assert "| dcgan (one D and one G step a batch) | 60,000 img/s" in gpu and "| 0.980 |" in gpu
+    assert "genlab ran with conv_ae: matmul high, channels-last, data on cuda:0; dcgan:" in gpu
+    assert (
+        "One epoch of conv_ae through genlab (machine B): 59,904 images of mnist (117 batches "
+        "of 512) in 0.80 s, 74,880 img/s; the first epoch, with the warm-up, 2.50 s." in gpu
+    )
+    # The same JSON gives the same README.
+    assert table.main(["--check", *argv]) == 0
 
 
 def test_rejects_unknown_json_and_missing_markers(table: ModuleType, tmp_path: Path) -> None:
