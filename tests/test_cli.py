@@ -359,3 +359,33 @@ def test_a_crashed_sweep_job_is_recorded_and_the_sweep_goes_on(
     err = capsys.readouterr().err
     assert "genlab train: 1 of 2 jobs of the sweep failed" in err
     assert "#1 model.latent_dim=1" in err and "RuntimeError: a bug" in err
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_the_console_script_exits_with_the_code_after_atexit_and_flushed_output(
+    tmp_path: Path, fast: str
+) -> None:
+    """`genlab` (genlab.cli.run) skips the interpreter's teardown but not the atexit
+    handlers, buffered output or the exit code; GENLAB_FAST_EXIT=0 exits the usual way."""
+    marker = tmp_path / "atexit_ran"
+    code = (
+        "import atexit, sys, pathlib, genlab.cli\n"
+        f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
+        "sys.stdout.write('buffered, no newline')\n"
+        "sys.argv = ['genlab', sys.argv[1]]\n"
+        "genlab.cli.run()\n"
+    )
+    env = {**__import__("os").environ, "GENLAB_FAST_EXIT": fast}
+    for command, expected in (("--help", 0), ("no-such-command", 2)):
+        marker.unlink(missing_ok=True)
+        result = subprocess.run(
+            [sys.executable, "-c", code, command],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert result.returncode == expected, result.stderr
+        assert result.stdout.startswith("buffered, no newline")
+        assert marker.read_text() == "yes"
+    assert "unknown command 'no-such-command'" in result.stderr
