@@ -216,13 +216,23 @@ class LatentSource:
         return "the model's prior" if self.fitted is None else "gaussian fitted to training codes"
 
     def sample(
-        self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        truncation: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """n codes [n, latent] on the CPU."""
+        """n codes [n, latent] on the CPU; ``truncation`` applies to the standardised draw
+        (the prior's N(0, I), or the fitted Gaussian's ε)."""
         if self.fitted is None:
-            z = self.model.sample_latent(n, temperature=temperature, generator=generator)
+            # Only asked for when given: a user's own prior may predate the keyword.
+            extra = {} if truncation is None else {"truncation": truncation}
+            z = self.model.sample_latent(n, temperature=temperature, generator=generator, **extra)
             return z.cpu()
-        return self.fitted.sample(n, temperature=temperature, generator=generator)
+        return self.fitted.sample(
+            n, temperature=temperature, truncation=truncation, generator=generator
+        )
 
 
 @torch.inference_mode()

@@ -11,11 +11,23 @@
 - ``probe=true``: a logistic-regression probe fitted on the training split's codes;
 - classifiers: their accuracy.
 
+The samples of ``features=`` come from the prior truncated at ``truncation`` when given (see
+genlab.latent), and a GAN's from the moving average of G's weights when it keeps one
+(``use_ema=false``: from G's own). ``truncation=[1.0,0.7,0.5]`` sweeps the threshold
+(BigGAN's fidelity/variety trade-off): the samples of every value, drawn from the same seed,
+are measured against the split's features, computed once, and each value's FID, KID,
+precision/recall and class coverage go to metrics.json (``sweep``, and as
+``truncation_T/NAME`` among the metrics), to the Markdown table truncation.md, to the plot
+truncation.png (FID against T, and against the classes' KL to uniform) and to
+truncation_samples.png (the first samples of each value, a row each). ``null`` in the list
+is the untruncated prior.
+
 Writes ``metrics.json`` and TensorBoard scalars into the run directory and prints a table.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +59,19 @@ SETTINGS = (
     "coverage_threshold",
     "probe_labels",
     "seed",
+    "use_ema",
 )
+# The per-value metrics of a truncation sweep, as the columns of truncation.md.
+SWEEP_COLUMNS = (
+    ("FID", "fid"),
+    ("KID", "kid"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("classes covered", "classes_covered"),
+    ("KL to uniform", "kl_uniform"),
+)
+# The samples of each threshold shown in truncation_samples.png, a row each.
+SWEEP_SAMPLES_SHOWN = 8
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -77,6 +101,43 @@ def check_options(cfg: DictConfig) -> None:
         raise ConfigError("probe_labels=N sets the linear probe's labels; add probe=true")
     check_int(cfg, "batch_size", minimum=1, example=64)
     check_int(cfg, "seed")
+    check_bool(cfg, "use_ema")
+    values = truncation_sweep_values(cfg)
+    if cfg.truncation is not None and cfg.features is None:
+        raise ConfigError(
+            "truncation changes only the generated samples, which features=PATH/TO/"
+            "classifier.ckpt measures; add features= or drop truncation"
+        )
+    if values is not None and cfg.features == "inception":
+        raise ConfigError(
+            "a truncation sweep measures FID, KID and class coverage in a classifier's "
+            "feature space: pass features=PATH/TO/classifier.ckpt, or one truncation value "
+            "with features=inception"
+        )
+
+
+def truncation_sweep_values(cfg: DictConfig) -> list[float | None] | None:
+    """The thresholds of ``truncation=[...]``, checked (positive numbers, or null for none,
+    each once); None when ``truncation`` is a single value or null."""
+    from omegaconf import ListConfig
+
+    from genlab.commands.sample import check_truncation
+
+    value = cfg.truncation
+    if not isinstance(value, ListConfig | list):
+        check_truncation(value)
+        return None
+    values = list(value)
+    if not values:
+        raise ConfigError(
+            "truncation=[] sweeps nothing; give thresholds, e.g. truncation=[1.0,0.7,0.5], "
+            "or one value"
+        )
+    for v in values:
+        check_truncation(v, key="each value of truncation=[...]")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"truncation={values} repeats a value; give each threshold once")
+    return values
 
 
 def check_requests(model: Any, cfg: DictConfig) -> None:
@@ -104,6 +165,11 @@ def check_requests(model: Any, cfg: DictConfig) -> None:
         require(model, Decodes, to=f"be evaluated with features={cfg.features}: it has no decoder")
     if cfg.probe:
         require(model, Encodes, to="have its codes probe=true'd: it has no encoder")
+    if cfg.truncation is not None and isinstance(model, Translates):
+        raise ConfigError(
+            f"a {type(model).__name__} translates images and draws no latents to truncate; "
+            "drop truncation"
+        )
 
 
 def feature_extractor(cfg: DictConfig, *, device: Any) -> Any:
@@ -250,10 +316,18 @@ def likelihood_metrics(
 
 
 def sample_metrics(
-    fake: Any, real: Any, extractor: Any, *, cfg: DictConfig, device: Any, progress: Progress
+    fake: Any,
+    real: Any,
+    extractor: Any,
+    *,
+    cfg: DictConfig,
+    device: Any,
+    progress: Progress,
+    real_features: Any | None = None,
 ) -> dict[str, float]:
     """Generated images ``fake`` against ``real`` (both [N, C, H, W] in [0, 1]) in the
-    extractor's feature space."""
+    extractor's feature space; ``real_features``, when given, are the classifier's features
+    of ``real`` computed before (a truncation sweep computes them once)."""
     from genlab.metrics.features import check_image_shape
     from genlab.metrics.inception import inception_fid
 
@@ -265,14 +339,8 @@ def sample_metrics(
             "samples/fid_inception": inception_fid(real, fake, weights=extractor, device=device)
         }
     check_image_shape(extractor, fake.shape[1:], what="this model's samples")
-    real_features, _ = classifier_pass(
-        extractor,
-        real,
-        batch_size=cfg.batch_size,
-        progress=progress,
-        phase="features (real)",
-        what=f"the classifier's features of the {len(real)} real images",
-    )
+    if real_features is None:
+        real_features = real_feature_pass(real, extractor, cfg=cfg, progress=progress)
     fake_features, fake_classes = classifier_pass(
         extractor,
         fake,
@@ -289,6 +357,19 @@ def sample_metrics(
         cfg=cfg,
         progress=progress,
     )
+
+
+def real_feature_pass(real: Any, extractor: Any, *, cfg: DictConfig, progress: Progress) -> Any:
+    """The classifier's features [N, F] of the real images."""
+    features, _ = classifier_pass(
+        extractor,
+        real,
+        batch_size=cfg.batch_size,
+        progress=progress,
+        phase="features (real)",
+        what=f"the classifier's features of the {len(real)} real images",
+    )
+    return features
 
 
 def feature_metrics(
@@ -382,9 +463,14 @@ def write_results(results: dict[str, Any], *, output_dir: Path, samples: Any | N
 
 
 def print_table(results: dict[str, Any]) -> None:
-    # Per-class shares go to metrics.json and TensorBoard; the table keeps the summary.
-    shown = {k: v for k, v in results["metrics"].items() if "/class_" not in k}
-    width = max(map(len, shown))
+    # Per-class shares go to metrics.json and TensorBoard; the table keeps the summary. A
+    # sweep's values have their own table (truncation.md, printed with it).
+    shown = {
+        k: v
+        for k, v in results["metrics"].items()
+        if "/class_" not in k and not k.startswith("truncation_")
+    }
+    width = max(map(len, shown), default=0)
     print(
         f"genlab evaluate: {results['model']} on the {results['split']} split "
         f"({results['images']} images)"
@@ -492,42 +578,76 @@ def likelihood_phase(
 
 
 def generated_metrics(
-    loaded: Any, test: Any, extractor: Any, *, cfg: DictConfig, progress: Progress
-) -> tuple[Any, dict[str, float]]:
-    """``num_samples`` images drawn from the model, and their metrics against the split."""
+    loaded: Any,
+    test: Any,
+    extractor: Any,
+    *,
+    cfg: DictConfig,
+    progress: Progress,
+    sweep: list[float | None] | None = None,
+) -> tuple[Any, dict[str, float], list[str], list[dict[str, Any]]]:
+    """``num_samples`` images drawn from the model (truncated at ``cfg.truncation``), and
+    their metrics against the split; with ``sweep`` (thresholds), one such set per value,
+    their metrics as ``truncation_T/NAME``. Returns the (first) samples, the metrics, the
+    classifier's warnings, and the sweep's entries ([] without one)."""
     import torch
 
     from genlab.commands import checkpointed
     from genlab.metrics.classifier_trust import classifier_reliability
     from genlab.metrics.samples import generate
 
-    started = time.perf_counter()
-    generator = torch.Generator().manual_seed(cfg.seed)
     source = checkpointed.LatentSource(
         loaded, cfg.data, to=f"be evaluated with features={cfg.features}", progress=progress
     )
     if source.fitted is not None:
         print(f"genlab evaluate: no prior of its own: samples decode a {source.description}")
-    what = f"decoding {cfg.num_samples} draws from {source.description}"
-    with progress.phase("sampling", what, total=cfg.num_samples) as bar:
-        fake = generate(
-            loaded.model,
-            cfg.num_samples,
-            generator=generator,
-            batch_size=cfg.batch_size,
-            latents=lambda n, gen: source.sample(n, generator=gen),
-            progress=bar.update,
-        )
     # Samples are decoded means (grey levels), so they are compared with the images'
     # intensities even where training binarised them.
     real = test.images.float().div(255)
-    metrics = sample_metrics(
-        fake, real, extractor, cfg=cfg, device=loaded.device, progress=progress
-    )
-    print(
-        f"genlab evaluate: {len(fake)} samples drawn and measured against {len(real)} "
-        f"images in {time.perf_counter() - started:.1f} s"
-    )
+    real_features = None
+    if sweep is not None:
+        # Once for every value of the sweep.
+        real_features = real_feature_pass(real, extractor, cfg=cfg, progress=progress)
+    first, metrics, entries = None, {}, []
+    for truncation in [cfg.truncation] if sweep is None else sweep:
+        started = time.perf_counter()
+        # The same seed for every threshold: the values differ by the truncation alone.
+        generator = torch.Generator().manual_seed(cfg.seed)
+        note = "" if truncation is None else f"truncated at ±{truncation:g}"
+        what = f"decoding {cfg.num_samples} draws from {source.description}"
+        what += f", {note}" if note else ""
+        with progress.phase("sampling", what, total=cfg.num_samples) as bar:
+            fake = generate(
+                loaded.model,
+                cfg.num_samples,
+                generator=generator,
+                batch_size=cfg.batch_size,
+                latents=lambda n, gen, t=truncation: source.sample(n, truncation=t, generator=gen),
+                progress=bar.update,
+            )
+        measured = sample_metrics(
+            fake,
+            real,
+            extractor,
+            cfg=cfg,
+            device=loaded.device,
+            progress=progress,
+            real_features=real_features,
+        )
+        print(
+            f"genlab evaluate: {len(fake)} samples{f' ({note})' if note else ''} drawn and "
+            f"measured against {len(real)} images in {time.perf_counter() - started:.1f} s"
+        )
+        if sweep is None:
+            metrics |= measured
+        else:
+            per_value = {name.removeprefix("samples/"): v for name, v in measured.items()}
+            entries.append({"truncation": truncation, "metrics": per_value})
+            prefix = f"truncation_{truncation_label(truncation)}"
+            metrics |= {f"{prefix}/{name}": v for name, v in per_value.items()}
+            entries[-1]["images"] = fake[:SWEEP_SAMPLES_SHOWN]
+        if first is None:
+            first = fake
     warnings: list[str] = []
     if not isinstance(extractor, Path):
         # How far the classifier's verdict on the samples can be trusted.
@@ -537,7 +657,109 @@ def generated_metrics(
             name.replace("classifier/", "samples/classifier_"): value
             for name, value in reliability.items()
         }
-    return fake, metrics, warnings
+    return first, metrics, warnings, entries
+
+
+def truncation_label(value: float | None) -> str:
+    """A threshold as metric names, the table and the plot show it: '0.5', or 'none'."""
+    return "none" if value is None else f"{value:g}"
+
+
+def sweep_table(entries: list[dict[str, Any]]) -> str:
+    """The sweep as a Markdown table, a row per threshold."""
+    header = ["truncation", *(title for title, _ in SWEEP_COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in entries:
+        metrics = entry["metrics"]
+        cells = [truncation_label(entry["truncation"])]
+        for _, name in SWEEP_COLUMNS:
+            value = metrics.get(name)
+            if value is None:
+                cells.append("–")
+            elif name == "kid":
+                cells.append(f"{value:.4g} ± {metrics.get('kid_std', 0.0):.2g}")
+            elif name == "classes_covered":
+                cells.append(f"{value:.0f}")
+            else:
+                cells.append(f"{value:.4g}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_plot(loaded: Any, entries: list[dict[str, Any]], *, path: Path) -> Path:
+    """truncation.png: FID against the threshold (the untruncated prior as a dashed line),
+    and FID against the classes' KL to uniform, each point named by its threshold: the
+    fidelity/variety trade-off."""
+    from genlab.viz import pyplot, save_figure, set_title
+
+    plt = pyplot()
+    fig, (by_t, by_kl) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=120)
+    truncated = [e for e in entries if e["truncation"] is not None]
+    if truncated:
+        ordered = sorted(truncated, key=lambda e: e["truncation"])
+        by_t.plot(
+            [e["truncation"] for e in ordered],
+            [e["metrics"]["fid"] for e in ordered],
+            marker="o",
+            label="truncated at ±T",
+        )
+    for entry in entries:
+        if entry["truncation"] is None:
+            by_t.axhline(
+                entry["metrics"]["fid"], linestyle="--", color="grey", label="no truncation"
+            )
+    by_t.set_xlabel("truncation threshold T (smaller: less variety)")
+    by_t.set_ylabel("FID in the classifier's feature space (lower is better)")
+    by_t.legend(fontsize=8)
+    set_title(by_t, "FID against the truncation threshold", chars=55)
+    # The curve runs from the untruncated prior to the tightest threshold.
+    ordered = sorted(
+        entries, key=lambda e: -math.inf if e["truncation"] is None else -e["truncation"]
+    )
+    kl = [e["metrics"]["kl_uniform"] for e in ordered]
+    fid = [e["metrics"]["fid"] for e in ordered]
+    by_kl.plot(kl, fid, marker="o")
+    for entry, x, y in zip(ordered, kl, fid, strict=True):
+        by_kl.annotate(
+            f"T={truncation_label(entry['truncation'])}",
+            (x, y),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
+    by_kl.set_xlabel("KL(sample classes || uniform), nats (higher: fewer classes)")
+    by_kl.set_ylabel("FID (lower is better)")
+    set_title(by_kl, "fidelity against class variety", chars=55)
+    fig.suptitle(loaded.title("the truncation trade-off of its samples"), fontsize=11)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def write_sweep(loaded: Any, entries: list[dict[str, Any]]) -> dict[str, str]:
+    """truncation.md, truncation.png and truncation_samples.png in the run directory."""
+    from genlab.atomic import write_text
+    from genlab.commands.figures import rows_png
+    from genlab.viz import GridLabels
+
+    out = loaded.output_dir
+    table = sweep_table(entries)
+    files = {"table": str(write_text(out / "truncation.md", table))}
+    files["plot"] = str(sweep_plot(loaded, entries, path=out / "truncation.png"))
+    labels = GridLabels(
+        rows=[f"T={truncation_label(e['truncation'])}" for e in entries],
+        xlabel="the first samples of each threshold, from the same seed",
+    )
+    files["samples"] = str(
+        rows_png(
+            loaded,
+            [e["images"] for e in entries],
+            labels=labels,
+            what="samples by truncation threshold",
+            path=out / "truncation_samples.png",
+        )
+    )
+    print("genlab evaluate: truncation sweep\n" + table.rstrip())
+    return files
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -547,12 +769,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import torch
 
     from genlab.commands import checkpointed
+    from genlab.commands.sample import describe_weights
     from genlab.models.capabilities import Translates, Variational
+    from genlab.models.gans.ema import weights_in_use
 
     progress = Progress("evaluate", quiet=cfg.get("quiet", False))
     loaded = checkpointed.load(cfg)
     model, device = loaded.model, loaded.device
     check_requests(model, cfg)
+    weights = weights_in_use(model, use_ema=cfg.use_ema)
     extractor = feature_extractor(cfg, device=device) if cfg.features is not None else None
     # Dynamic binarisation draws pixels from the global random stream: seed it so that
     # evaluating a checkpoint twice gives the same numbers.
@@ -587,12 +812,20 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         metrics |= likelihood_phase(
             model, test, subset, k=k, cfg=cfg, prefix=prefix, device=device, progress=progress
         )
-    fake, warnings = None, []
+    fake, warnings, sweep, files = None, [], [], {}
     if extractor is not None:
-        fake, sampled, warnings = generated_metrics(
-            loaded, test, extractor, cfg=cfg, progress=progress
+        describe_weights("evaluate", weights)
+        fake, sampled, warnings, sweep = generated_metrics(
+            loaded,
+            test,
+            extractor,
+            cfg=cfg,
+            progress=progress,
+            sweep=truncation_sweep_values(cfg),
         )
         metrics |= sampled
+        if sweep:
+            files = write_sweep(loaded, sweep)
     if cfg.probe:
         metrics |= probe_metrics(model, dm, test, cfg=cfg, device=device, progress=progress)
 
@@ -609,6 +842,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         skipped=skipped,
         fake=fake,
         warnings=warnings,
+        weights=weights,
+        sweep=sweep,
+        sweep_files=files,
     )
 
 
@@ -626,8 +862,15 @@ def finish(
     skipped: list[str] | None = None,
     fake: Any | None = None,
     warnings: list[str] | None = None,
+    weights: str = "trained",
+    sweep: list[dict[str, Any]] | None = None,
+    sweep_files: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """metrics.json, the printed table and the warnings of one evaluation."""
+    """metrics.json, the printed table and the warnings of one evaluation; ``weights``
+    says which a GAN's samples came from (genlab.models.gans.ema.weights_in_use), ``sweep``
+    holds a truncation sweep's entries and ``sweep_files`` its table and figures."""
+    from omegaconf import OmegaConf
+
     from genlab.metrics.classifier_trust import print_warnings
 
     results = {
@@ -640,6 +883,10 @@ def finish(
         | {
             "k": k,
             "likelihood_subset": subset_record(images, subset, seed=cfg.seed) if k else None,
+            "truncation": OmegaConf.to_container(cfg.truncation)
+            if OmegaConf.is_config(cfg.truncation)
+            else cfg.truncation,
+            "weights": weights,
         },
         # Metrics this model has but the options turned off, so a reader of metrics.json
         # can tell them from metrics the model lacks.
@@ -647,6 +894,10 @@ def finish(
         "warnings": warnings or [],
         "metrics": metrics,
     }
+    if sweep:
+        # Each threshold's metrics by name, in the order given; the figures beside them.
+        results["sweep"] = [{k: v for k, v in e.items() if k != "images"} for e in sweep]
+        results["sweep_files"] = sweep_files or {}
     path = write_results(results, output_dir=loaded.output_dir, samples=fake)
     print_table(results)
     print_warnings("evaluate", results)

@@ -3,7 +3,9 @@
 With ``source=data`` the endpoints are the codes of two images of a split (given by
 ``pairs`` or drawn by ``seed``), and each row shows the first image, the decoded path and the
 second image. With ``source=prior`` they are random latents from the model's prior (or, for
-plain autoencoders, from a Gaussian fitted to the training codes).
+plain autoencoders, from a Gaussian fitted to the training codes), truncated at
+``truncation`` when given. GANs with a moving average of G's weights decode with it unless
+``use_ema=false``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.commands.common import CONFIG_DIR, check_choice, check_ckpt, check_int, run_command
+from genlab.commands.common import (
+    CONFIG_DIR,
+    check_bool,
+    check_choice,
+    check_ckpt,
+    check_int,
+    run_command,
+)
+from genlab.commands.sample import check_truncation, describe_weights
 from genlab.errors import ConfigError
 
 SOURCES = ("data", "prior")
@@ -44,6 +54,13 @@ def check_options(cfg: DictConfig) -> None:
     check_int(cfg, "num_pairs", minimum=1, example=4)
     check_int(cfg, "steps", minimum=2, example=10, what="the points on each path")
     check_int(cfg, "seed")
+    check_bool(cfg, "use_ema")
+    check_truncation(cfg.truncation)
+    if cfg.truncation is not None and cfg.source != "prior":
+        raise ConfigError(
+            f"truncation={cfg.truncation} applies to latents drawn from the prior, and "
+            f"source={cfg.source} encodes images; add source=prior or drop truncation"
+        )
 
 
 def interpolate(cfg: DictConfig) -> dict[str, Any]:
@@ -56,9 +73,11 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
     from genlab.commands.figures import interpolation_labels, rows_png
     from genlab.latent import path_between
     from genlab.models.capabilities import Encodes, require
+    from genlab.models.gans.ema import weights_in_use
 
     loaded = checkpointed.load(cfg)
     model = loaded.model
+    weights = weights_in_use(model, use_ema=cfg.use_ema)
     generator = torch.Generator().manual_seed(cfg.seed)
 
     pairs: list[tuple[int, int]] = []
@@ -79,7 +98,7 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
         starts, stops = codes[0::2], codes[1::2]
     else:
         source = checkpointed.LatentSource(loaded, cfg.data, to="interpolate between latents")
-        z = source.sample(2 * cfg.num_pairs, generator=generator)
+        z = source.sample(2 * cfg.num_pairs, truncation=cfg.truncation, generator=generator)
         split, between = "", f"latents drawn from {source.description}"
         starts, stops = z[0::2], z[1::2]
     paths = torch.stack(
@@ -107,11 +126,18 @@ def interpolate(cfg: DictConfig) -> dict[str, Any]:
         path=loaded.output_dir / "interpolation.png",
     )
     tensors = checkpointed.save_tensors(
-        {"images": decoded, "codes": paths, "pairs": torch.tensor(pairs, dtype=torch.long)},
+        {
+            "images": decoded,
+            "codes": paths,
+            "pairs": torch.tensor(pairs, dtype=torch.long),
+            "weights": weights,
+            "truncation": cfg.truncation,
+        },
         loaded.output_dir / "interpolation.pt",
     )
+    describe_weights("interpolate", weights)
     print(f"genlab interpolate: {len(rows)} paths of {cfg.steps} steps in {png} and {tensors}")
-    return {"png": str(png), "tensors": str(tensors), "pairs": pairs}
+    return {"png": str(png), "tensors": str(tensors), "pairs": pairs, "weights": weights}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="interpolate")

@@ -7,6 +7,11 @@ autoencoder's codes need not fill that Gaussian. ``mode=manifold`` decodes a gri
 [-extent, extent]² for models with 2-D latents (the lecture's manifold figure).
 Conditional models (those declaring ``Conditional``, e.g. the cgan) draw the class ``label``, or
 cycle through their classes when it is null, one class per column.
+
+``truncation=T`` redraws every entry of z outside [−T, T] (BigGAN's truncation trick; for a
+plain autoencoder's fitted Gaussian, of its standardised draw); mode=manifold, a fixed grid,
+refuses it. A GAN trained with ``model.ema_decay`` samples from the moving average of G's
+weights unless ``use_ema=false``; which weights were used is printed and saved.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from omegaconf import DictConfig
 from genlab.atomic import write_json
 from genlab.commands.common import (
     CONFIG_DIR,
+    check_bool,
     check_choice,
     check_ckpt,
     check_int,
@@ -31,6 +37,25 @@ from genlab.progress import Progress
 MODES = ("prior", "manifold")
 
 
+def check_truncation(value: Any, *, key: str = "truncation") -> None:
+    """A truncation threshold: null, or a positive number (checked before torch loads)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(
+            f"{key}, the threshold |z_i| <= T of the prior's draws, must be a positive number "
+            f"or null for none (got {value!r}); e.g. {key}=0.5"
+        )
+
+
+def describe_weights(command: str, weights: str) -> None:
+    """One line saying which weights a command's images come from, where it matters."""
+    from genlab.models.gans.ema import WEIGHTS_DESCRIPTIONS
+
+    if weights != "trained":
+        print(f"genlab {command}: generating with {WEIGHTS_DESCRIPTIONS[weights]}")
+
+
 def check_options(cfg: DictConfig) -> None:
     check_choice(cfg, "mode", MODES)
     check_int(cfg, "n", minimum=1, example=64)
@@ -38,6 +63,13 @@ def check_options(cfg: DictConfig) -> None:
     check_number(cfg, "temperature", example=1.0)
     check_int(cfg, "label", optional=True, minimum=0, example=7, what="a class index")
     check_int(cfg, "seed")
+    check_bool(cfg, "use_ema")
+    check_truncation(cfg.truncation)
+    if cfg.truncation is not None and cfg.mode == "manifold":
+        raise ConfigError(
+            f"truncation={cfg.truncation} applies to draws from a prior, and mode=manifold "
+            "decodes a fixed grid; drop truncation, or use mode=prior"
+        )
 
 
 def sample(cfg: DictConfig) -> dict[str, Any]:
@@ -49,11 +81,13 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
     from genlab.commands import checkpointed
     from genlab.latent import manifold_grid
     from genlab.models.capabilities import Conditional, Decodes, require
+    from genlab.models.gans.ema import weights_in_use
     from genlab.viz import grid_columns, make_grid, save_png
 
     loaded = checkpointed.load(cfg)
     model = loaded.model
     require(model, Decodes, to="be sampled: it has no decoder")
+    weights = weights_in_use(model, use_ema=cfg.use_ema)
     conditional = isinstance(model, Conditional)
     if cfg.label is not None and not conditional:
         raise ConfigError(
@@ -61,7 +95,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
             f"{type(model).__name__} is unconditional, drop the label"
         )
     generator = torch.Generator().manual_seed(cfg.seed)
-    result: dict[str, Any] = {"mode": cfg.mode}
+    result: dict[str, Any] = {"mode": cfg.mode, "weights": weights, "truncation": cfg.truncation}
 
     if cfg.mode == "manifold":
         if model.latent_dim != 2:
@@ -74,7 +108,9 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         nrow = cfg.n
     else:
         source = checkpointed.LatentSource(loaded, cfg.data, to="be sampled")
-        z = source.sample(cfg.n, temperature=cfg.temperature, generator=generator)
+        z = source.sample(
+            cfg.n, temperature=cfg.temperature, truncation=cfg.truncation, generator=generator
+        )
         if source.fitted is not None:
             result["prior"] = source.description
         nrow = grid_columns(cfg.n)
@@ -96,14 +132,21 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         result["figure"] = str(figure)
         print(f"genlab sample: labelled figure in {figure}")
     tensors = checkpointed.save_tensors(
-        {"images": images, **saved}, loaded.output_dir / "samples.pt"
+        {"images": images, **saved, "weights": weights, "truncation": cfg.truncation},
+        loaded.output_dir / "samples.pt",
     )
+    describe_weights("sample", weights)
     print(f"genlab sample: {len(images)} samples in {png} and {tensors}")
     if cfg.classify is not None:
         progress = Progress("sample", quiet=cfg.get("quiet", False))
         real = checkpointed.split(checkpointed.datamodule(loaded, cfg.data), "test")
         result["classes"] = classify(
-            cfg.classify, images, loaded, real=(real.images, real.labels), progress=progress
+            cfg.classify,
+            images,
+            loaded,
+            real=(real.images, real.labels),
+            progress=progress,
+            weights=weights,
         )
     return {**result, "png": str(png), "tensors": str(tensors), "n": len(images)}
 
@@ -131,11 +174,13 @@ def classify(
     *,
     real: tuple[Any, Any] | None = None,
     progress: Progress | None = None,
+    weights: str | None = None,
 ) -> dict[str, float]:
     """Class shares of the samples by a classifier checkpoint, written to classes.json: a
     generator that covers few classes has collapsed onto a few modes. With ``real`` test
     images and labels, the classifier's accuracy on them and on the model's reconstructions
-    goes beside the shares, with a warning when it is too low to trust the shares."""
+    goes beside the shares, with a warning when it is too low to trust the shares.
+    ``weights`` (genlab.models.gans.ema.weights_in_use) is recorded beside them."""
     from genlab.metrics.classifier_trust import classifier_reliability, print_warnings
     from genlab.metrics.coverage import class_histogram, coverage_summary
     from genlab.metrics.features import check_image_shape, load_classifier
@@ -148,6 +193,8 @@ def classify(
     counts = sum(class_histogram(classifier, chunk, device=loaded.device) for chunk in chunks)
     summary = coverage_summary(counts)
     report = {**summary, "counts": counts.tolist(), "classifier": str(path)}
+    if weights is not None:
+        report["weights"] = weights
     if real is not None:
         reliability = classifier_reliability(classifier, loaded.model, *real)
         report["warnings"] = reliability.pop("warnings")

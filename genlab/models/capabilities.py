@@ -9,10 +9,12 @@ Python then refuses to build a class that forgot one.
   data, evaluate probe=true, and a prior fitted to the codes for models without one);
 - ``Decodes``: ``decode(z) -> images in [0, 1]`` and ``latent_dim`` (sample, interpolate,
   arithmetic);
-- ``HasPrior``: ``sample_latent(n)`` from a prior of its own (sample, interpolate
-  source=prior, evaluate features=, the class-coverage callback);
+- ``HasPrior``: ``sample_latent(n)`` from a prior of its own, truncated on request
+  (sample, interpolate source=prior, evaluate features=, the class-coverage callback);
 - ``Conditional``: ``num_classes``, ``class_labels(n, label)``, ``decode(z, labels)``
   (sample label=K);
+- ``Grows``: ``decode(z, stage=K)`` at an earlier resolution of a model trained by
+  progressive growing, ``stage`` the one training reached (sample stage=K);
 - ``ScoresAnomalies``: ``score(x) -> [B]``, higher is more anomalous (anomaly, evaluate);
 - ``Reconstructs``: ``reconstruct(x)`` (evaluate's per-pixel error);
 - ``Variational``: q(z|x) and p(x|z) through ``encode_distribution``, ``decode_logits``,
@@ -59,15 +61,31 @@ class HasPrior(Decodes):
 
     @abstractmethod
     def sample_latent(
-        self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
-    ) -> Tensor: ...
+        self,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        truncation: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """n codes [n, latent_dim]; ``truncation`` T (None: none) keeps the standardised
+        draw inside [−T, T] by redrawing the entries outside (genlab.latent.gaussian_draws),
+        and ``temperature`` scales the draw's spread."""
 
     @torch.no_grad()
     def sample(
-        self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        truncation: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         """n new images [n, C, H, W] in [0, 1]."""
-        return self.decode(self.sample_latent(n, temperature=temperature, generator=generator))
+        z = self.sample_latent(
+            n, temperature=temperature, truncation=truncation, generator=generator
+        )
+        return self.decode(z)
 
 
 class Conditional(Capability):
@@ -77,6 +95,20 @@ class Conditional(Capability):
 
     @abstractmethod
     def class_labels(self, n: int, label: int | None = None) -> Tensor: ...
+
+
+class Grows(Decodes):
+    """Grows its images' resolution in stages during training (progressive growing), and
+    draws at any stage it has reached: ``decode(z, stage=K)``, upsampled to the full size."""
+
+    # The stage training has reached (0: the first, lowest resolution).
+    stage: int
+
+    @abstractmethod
+    def decode(self, z: Tensor, stage: int | None = None) -> Tensor: ...
+
+    @abstractmethod
+    def stage_resolution(self, stage: int) -> int: ...
 
 
 class ScoresAnomalies(Capability):
@@ -141,6 +173,7 @@ CAPABILITIES: tuple[type[Capability], ...] = (
     Decodes,
     HasPrior,
     Conditional,
+    Grows,
     ScoresAnomalies,
     Reconstructs,
     Variational,

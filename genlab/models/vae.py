@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import ConfigError
+from genlab.latent import gaussian_draws
 from genlab.models.base import standard_normal
 from genlab.models.capabilities import HasPrior, Variational
 from genlab.models.reconstruction import ReconstructionModel
@@ -153,10 +154,23 @@ class VAEBase(ReconstructionModel, HasPrior, Variational):
         return mu + (0.5 * logvar).exp() * eps
 
     def sample_latent(
-        self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        truncation: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
-        """n codes [n, latent] from the prior N(0, I), their spread scaled by ``temperature``."""
-        return temperature * self.noise(n, self.latent_dim, generator=generator)
+        """n codes [n, latent] from the prior N(0, I), truncated at ±``truncation`` when given
+        (see genlab.latent.gaussian_draws), their spread scaled by ``temperature``."""
+        z = gaussian_draws(
+            (n, self.latent_dim),
+            truncation=truncation,
+            generator=generator,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        return temperature * z
 
     def reconstruction_nll(self, logits: Tensor, x: Tensor) -> Tensor:
         """−log p(x|z) [B] for decoder logits and images [B, C, H, W]."""

@@ -88,10 +88,13 @@ class ConditionalGAN(GAN, Conditional):
         *,
         labels: Tensor | int | None = None,
         temperature: float = 1.0,
+        truncation: float | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """n new images [n, C, H, W] in [0, 1] of the given class(es); see ``decode``."""
-        z = self.sample_latent(n, temperature=temperature, generator=generator)
+        z = self.sample_latent(
+            n, temperature=temperature, truncation=truncation, generator=generator
+        )
         return self.decode(z, labels)
 
     @torch.no_grad()

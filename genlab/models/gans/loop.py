@@ -40,6 +40,14 @@ D(x) in (0, 1); for the others (wasserstein, hinge, least_squares) they are the 
 (for a Wasserstein critic, d_real − d_fake estimates the Wasserstein distance). A generator
 gradient norm falling towards zero while d_fake sinks to 0 is the vanishing-gradient
 failure; d_real and d_fake swinging back and forth is non-convergence.
+
+With ``ema_decay`` set, the model keeps an exponential moving average of G's weights
+(``generator_ema``, updated after every G update, copying G for the first ``ema_start``;
+batch-norm statistics taken from G: see genlab.models.gans.ema), saved in every checkpoint.
+Outside training (``model.eval()``: the validation steps and so ``val/d_fake``, the
+fixed-noise grid, the class-coverage callback, the checkpoint commands) ``generate`` runs
+the average instead of G, unless ``use_ema`` is set False; training steps always run G.
+A run resumed with ``ema_decay`` newly set starts the average from the checkpoint's G.
 """
 
 from __future__ import annotations
@@ -50,8 +58,10 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import ConfigError
+from genlab.latent import gaussian_draws
 from genlab.models.base import GenlabModule, OptimizerFactory, build_optimizer
 from genlab.models.capabilities import HasPrior
+from genlab.models.gans.ema import GeneratorEMA, check_ema_options
 from genlab.models.gans.losses import adversarial_loss
 
 # The checkpoint entry holding the update counters.
@@ -71,7 +81,10 @@ class GAN(GenlabModule, HasPrior):
     before its step (Lightning's ``trainer.gradient_clip_val`` does not apply to manual
     optimization; ``genlab train`` hands it to this option). ``accumulate_grad_batches``
     (N) sums the gradients of N batches into each update of either network (see the
-    module's docstring). Subclasses add a term to
+    module's docstring). ``ema_decay`` (None: off) keeps a moving average of G's weights
+    for sampling, copying G for the first ``ema_start`` updates (see genlab.models.gans.ema);
+    ``use_ema`` (an attribute, True unless a command turns it off) picks it outside
+    training. Subclasses add a term to
     D's loss (``discriminator_penalty``), act after each D update
     (``after_discriminator_step``) or condition both networks on labels (``batch_labels``,
     ``generate``, ``discriminate``).
@@ -95,6 +108,8 @@ class GAN(GenlabModule, HasPrior):
         d_steps: int = 1,
         grad_clip_norm: float | None = None,
         accumulate_grad_batches: int = 1,
+        ema_decay: float | None = None,
+        ema_start: int = 0,
         optimizer_g: OptimizerFactory | None = None,
         optimizer_d: OptimizerFactory | None = None,
     ) -> None:
@@ -132,6 +147,7 @@ class GAN(GenlabModule, HasPrior):
                 f"an integer of at least 1 (got {accumulate_grad_batches!r}); 1 accumulates "
                 "nothing"
             )
+        check_ema_options(ema_decay, ema_start)
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -143,6 +159,12 @@ class GAN(GenlabModule, HasPrior):
         self.accumulate_grad_batches = accumulate_grad_batches
         self.optimizer_g = optimizer_g
         self.optimizer_d = optimizer_d
+        # The moving average of G (a submodule, so in the state_dict), and whether sampling
+        # outside training uses it.
+        self.generator_ema = (
+            None if ema_decay is None else GeneratorEMA(generator, decay=ema_decay, start=ema_start)
+        )
+        self.use_ema = True
         # Updates so far, saved in checkpoints so a resumed run keeps the k-step rhythm, and
         # the batches of the D update under way, so it resumes mid-window.
         self.d_updates = 0
@@ -160,9 +182,11 @@ class GAN(GenlabModule, HasPrior):
         return None
 
     def active_generator(self) -> nn.Module:
-        """The generator network that ``generate`` runs: the trained G. (Subclasses and
-        every ``generate`` go through this, so a model that keeps other weights for
-        sampling, such as a moving average of G's, swaps them in here.)"""
+        """The generator network that ``generate`` runs (subclasses' ``generate`` go through
+        it too): the moving average of G's weights when the model keeps one, is not
+        training and ``use_ema`` is on; otherwise the trained G, always in training steps."""
+        if self.generator_ema is not None and self.use_ema and not self.training:
+            return self.generator_ema.module
         return self.generator
 
     def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -190,10 +214,23 @@ class GAN(GenlabModule, HasPrior):
     # Sampling, the interface of `genlab sample` and `genlab interpolate`.
 
     def sample_latent(
-        self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        truncation: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
-        """n noise vectors [n, latent] from N(0, I), their spread scaled by ``temperature``."""
-        return temperature * self.noise(n, self.latent_dim, generator=generator)
+        """n noise vectors [n, latent] from N(0, I), truncated at ±``truncation`` when given
+        (see genlab.latent.gaussian_draws), their spread scaled by ``temperature``."""
+        z = gaussian_draws(
+            (n, self.latent_dim),
+            truncation=truncation,
+            generator=generator,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        return temperature * z
 
     def decode(self, z: Tensor) -> Tensor:
         """Noise [B, latent] -> images [B, C, H, W] in [0, 1]."""
@@ -275,8 +312,14 @@ class GAN(GenlabModule, HasPrior):
             grads = [p.grad for p in self.generator.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads)
             self._clip(opt_g)
+            if self.generator_ema is not None and self.g_updates == 0:
+                # The average starts from G as training finds it, whatever a subclass or a
+                # loaded state did to G's weights after the copy in __init__.
+                self.generator_ema.reset(self.generator)
             opt_g.step()
         self.g_updates += 1
+        if self.generator_ema is not None:
+            self.generator_ema.update(self.generator, self.g_updates)
         # Logged at G updates only; Lightning writes the latest value at each logging step.
         g_terms = {"g_loss": torch.stack(losses).mean(), "g_grad_norm": grad_norm}
         self.log_terms(g_terms, "train", batch_size=n * window, prog_bar="g_loss")
@@ -350,3 +393,18 @@ class GAN(GenlabModule, HasPrior):
         resumable = grads is not None and 0 < batches < self.accumulate_grad_batches
         self.d_batches = batches if resumable else 0
         self._pending_d_grads = dict(grads) if resumable else None
+        self._match_average(checkpoint.get("state_dict", {}))
+
+    def _match_average(self, state: dict[str, Tensor]) -> None:
+        """Fits a checkpoint's state_dict to whether this model keeps a moving average of G,
+        before Lightning loads it: a run resumed with ``ema_decay`` newly set starts the
+        average from the checkpoint's G; one resumed with it unset drops the average."""
+        prefix = "generator_ema."
+        stored = [k for k in state if k.startswith(prefix)]
+        if self.generator_ema is None:
+            for key in stored:
+                del state[key]
+        elif not stored:
+            for key in [k for k in state if k.startswith("generator.")]:
+                state[f"{prefix}module.{key.removeprefix('generator.')}"] = state[key].clone()
+            state[f"{prefix}n_averaged"] = torch.ones_like(self.generator_ema.n_averaged)
