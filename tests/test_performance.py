@@ -190,3 +190,14 @@ def test_compile_keeps_checkpoints_and_resume(tmp_path: Path) -> None:
     # The checkpoint commands build it uncompiled.
     _, result = run_in_process(tmp_path, "sample", f"ckpt={checkpoint}", "n=4")
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_batches_already_on_the_device_are_passed_on_as_they_are(tmp_path: Path) -> None:
+    make_idx_dataset(tmp_path / "mnist")
+    data = ImageDataModule(dataset="mnist", root=str(tmp_path / "mnist"))
+    batch = (torch.rand(4, 1, 28, 28), torch.arange(4))
+    assert data.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    # Anything else goes through Lightning's transfer (a dict, here), which copies.
+    mapping = {"x": batch[0]}
+    moved = data.transfer_batch_to_device(mapping, torch.device("cpu"), 0)
+    assert moved is not mapping and torch.equal(moved["x"], batch[0])
