@@ -7,6 +7,8 @@ outside them is never touched:
     <!-- bench:translation -->  bench_translation.py (a row per image size)
     <!-- bench:memory -->       bench_memory.py (a row per run)
     <!-- bench:gpu -->          bench_gpu.py (a row per model, peak GPU memory, the epoch)
+    <!-- bench:startup -->      bench_startup.py (a row per figure, in seconds)
+    <!-- bench:eval -->         bench_eval.py (a row per pass, against the training rate)
     ...                         (rewritten)
     <!-- /bench -->
 
@@ -36,7 +38,9 @@ from genlab.atomic import write_text
 from genlab.errors import DataError, GenlabError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-KINDS = ("train", "translation", "memory", "gpu")
+KINDS = ("train", "translation", "memory", "gpu", "startup", "eval")
+# Reports that name their table themselves, by their "kind".
+SELF_NAMED = ("startup", "eval")
 END = "<!-- /bench -->"
 MIB = 1 << 20
 
@@ -46,8 +50,11 @@ def marker(kind: str) -> str:
 
 
 def kind_of(report: dict[str, Any], source: str) -> str:
-    """Which table a report feeds: by the script that wrote it, or by its rows' key for
-    files written before the scripts named themselves (bench_translation's ``sizes``)."""
+    """Which table a report feeds: by its ``kind`` (bench_startup, bench_eval), by the
+    script that wrote it, or by its rows' key for files written before the scripts named
+    themselves (bench_translation's ``sizes``)."""
+    if report.get("kind") in SELF_NAMED:
+        return str(report["kind"])
     script = report.get("script")
     if script in ("bench_train", "bench_gan"):
         return "train"
@@ -59,8 +66,8 @@ def kind_of(report: dict[str, Any], source: str) -> str:
         return "translation"
     raise DataError(
         f"{source} is not the JSON of a benchmark script (no 'script' naming bench_train, "
-        "bench_gan, bench_translation, bench_memory or bench_gpu); pass the files their "
-        "--json wrote"
+        "bench_gan, bench_translation, bench_memory or bench_gpu, nor a 'kind' of startup "
+        "or eval); pass the files their --json wrote"
     )
 
 
@@ -311,6 +318,136 @@ def gpu_table(reports: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def cell(text: str) -> str:
+    """Free text from the JSON as one Markdown table cell."""
+    return text.replace("|", "\\|")
+
+
+def tagged(items: list[tuple[str, str]], machines: Machines) -> str:
+    """Distinct ``(machine letter, text)`` pairs as one phrase: the text alone where all
+    agree, else each one, with its machine where several gave rows."""
+    distinct = list(dict.fromkeys(items))
+    if len(distinct) == 1:
+        return distinct[0][1]
+    if not machines.several:
+        return "; ".join(dict.fromkeys(text for _, text in distinct))
+    return "; ".join(f"machine {letter}: {text}" for letter, text in distinct)
+
+
+# bench_startup.py's train figures: where its callback saw each event, from process start.
+STARTUP_EVENTS = {
+    "setup": "Lightning's `setup`",
+    "fit_start": "`on_fit_start`",
+    "first_step": "its first training step",
+    "process_exit": "exit",
+}
+# The training command bench_startup.py runs, before its own overrides.
+STARTUP_TRAIN = "genlab train trainer.max_steps=1 trainer.limit_val_batches=0 test=false"
+
+
+def startup_rows(report: dict[str, Any]) -> dict[str, float]:
+    """bench_startup.py's figures in seconds, by the title of their row."""
+    rows = {
+        "bad argument answered (`genlab train trainer.max_epochs=ten`)": report["bad_argument_s"],
+        "missing checkpoint answered (`genlab sample ckpt=missing.ckpt`)": report[
+            "missing_checkpoint_s"
+        ],
+    }
+    for event, seconds in report["to_event_s"].items():
+        title = STARTUP_EVENTS.get(event, cell(event))
+        rows[f"`genlab train` to {title}"] = seconds
+    rows["`genlab train` to exit, with the interpreter's teardown (`GENLAB_FAST_EXIT=0`)"] = report[
+        "process_exit_usual_s"
+    ]
+    for name, seconds in report["imports_s"].items():
+        rows[f"import {cell(name)}"] = seconds
+    return rows
+
+
+def startup_setting(report: dict[str, Any]) -> str:
+    overrides = " ".join(report.get("overrides") or [])
+    command = f"`{STARTUP_TRAIN} {overrides}`" if overrides else f"`{STARTUP_TRAIN}`"
+    defaults = "" if overrides else " (conv_ae on mnist_5k, the defaults)"
+    return (
+        f"medians of {report['repeats']} fresh processes, the training rows timing "
+        f"{command}{defaults}"
+    )
+
+
+def startup_table(reports: list[dict[str, Any]]) -> str:
+    """bench_startup.py: a row per figure, in seconds from process start (later files
+    replacing earlier rows of the same figure); what ran in a line below."""
+    machines = Machines()
+    found: dict[str, tuple[str, float, str]] = {}
+    for report in reports:
+        letter = machines.letter(report["machine"])
+        setting = startup_setting(report)
+        for title, seconds in startup_rows(report).items():
+            found[title] = (letter, seconds, setting)
+    header = ["figure", "seconds"]
+    if machines.several:
+        header.append("machine")
+    rows = []
+    for title, (letter, seconds, _) in found.items():
+        cells = [title, f"{seconds:.2f}"]
+        rows.append([*cells, letter] if machines.several else cells)
+    setting = tagged([(letter, s) for letter, _, s in found.values()], machines)
+    return "\n".join(
+        [
+            machines.caption(),
+            "",
+            *markdown(header, rows),
+            "",
+            f"Figures: {setting}. Each row counts from the start of a fresh process: a "
+            "`genlab` command, or for an import an interpreter that has already imported "
+            "the libraries of the import rows above it.",
+        ]
+    )
+
+
+def eval_table(reports: list[dict[str, Any]]) -> str:
+    """bench_eval.py: a row per pass (later files replacing earlier rows of the same model,
+    data, batch and pass), its rate as a multiple of training's, which the caption gives."""
+    machines = Machines()
+    found: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}
+    for report in reports:
+        letter = machines.letter(report["machine"])
+        run = f"{report['model']} on {report['data']}, batch {report['batch_size']}"
+        training = f"{run}, {rate(report['training_images_per_s'])} img/s"
+        for name, figures in report["passes"].items():
+            found[(run, name)] = (letter, training, figures)
+    several_runs = len({run for run, _ in found}) > 1
+    header = ["pass", "images", "seconds", "img/s", "× training"]
+    if several_runs:
+        header.append("run")
+    if machines.several:
+        header.append("machine")
+    rows = []
+    for (run, name), (letter, _, figures) in found.items():
+        cells = [
+            cell(name),
+            f"{figures['images']:,}",
+            f"{figures['seconds']:.2f}",
+            rate(figures["images_per_s"]),
+            f"{figures['vs_training']:.2f}×",
+        ]
+        if several_runs:
+            cells.append(cell(run))
+        rows.append([*cells, letter] if machines.several else cells)
+    training = tagged([(letter, t) for letter, t, _ in found.values()], machines)
+    over = "its run's" if several_runs else "that"
+    return "\n".join(
+        [
+            machines.caption(),
+            "",
+            f"Training through genlab: {training}. The × training column is each pass's "
+            f"img/s over {over}.",
+            "",
+            *markdown(header, rows),
+        ]
+    )
+
+
 def render(kind: str, reports: list[dict[str, Any]]) -> str:
     if kind == "train":
         return throughput_table(reports, rows_key="models", label="model")
@@ -318,6 +455,10 @@ def render(kind: str, reports: list[dict[str, Any]]) -> str:
         return throughput_table(reports, rows_key="sizes", label="pix2pix, size")
     if kind == "gpu":
         return gpu_table(reports)
+    if kind == "startup":
+        return startup_table(reports)
+    if kind == "eval":
+        return eval_table(reports)
     return memory_table(reports)
 
 

@@ -372,3 +372,185 @@ def test_throughput_scripts_write_the_json_bench_table_reads(
     train = block(readme.read_text(), "train")
     assert f"| {model}" in train and f"{row['ratio']:.3f}" in train
     assert "Machine: " in train and "1 thread," in train
+
+
+def startup_report(machine: dict[str, Any], first_step: float, **extra: Any) -> dict[str, Any]:
+    """bench_startup.py's layout: no "script", a "kind"; seconds from process start."""
+    return {
+        "kind": "startup",
+        "machine": machine,
+        "repeats": 3,
+        "overrides": [],
+        "bad_argument_s": 0.314,
+        "missing_checkpoint_s": 0.296,
+        "to_event_s": {
+            "setup": 5.118,
+            "fit_start": 5.402,
+            "first_step": first_step,
+            "process_exit": 6.1,
+        },
+        "process_exit_usual_s": 7.649,
+        "imports_s": {
+            "torch": 2.104,
+            "pytorch_lightning (with torchmetrics, scipy.signal, matplotlib)": 2.43,
+            "genlab.commands.train and its models": 0.27,
+        },
+        **extra,
+    }
+
+
+def eval_report(machine: dict[str, Any], model: str, training: float) -> dict[str, Any]:
+    """bench_eval.py's layout: the training rate, then a pass per split or command."""
+
+    def figures(images: int, seconds: float) -> dict[str, float]:
+        return {
+            "images": images,
+            "seconds": seconds,
+            "images_per_s": images / seconds,
+            "vs_training": images / seconds / training,
+        }
+
+    return {
+        "kind": "eval",
+        "machine": machine,
+        "model": model,
+        "data": "mnist",
+        "batch_size": 128,
+        "training_images_per_s": training,
+        "passes": {
+            "validate": figures(5_000, 1.25),
+            "test (test)": figures(10_000, 2.0),
+            "genlab evaluate": figures(10_000, 4.0),
+            "genlab anomaly": figures(10_000, 3.2),
+            "genlab embed": figures(10_000, 12.5),
+        },
+    }
+
+
+def test_the_hand_made_reports_are_what_the_scripts_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The scripts' own printers read the same keys, so the layouts above cannot drift from
+    # theirs unnoticed (the scripts themselves take minutes; these tests do not run them).
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import bench_eval
+    import bench_startup
+
+    printed = bench_startup.table(startup_report(MACHINE_A, 5.83))
+    assert "missing checkpoint answered    0.30 s" in printed
+    assert "process start -> first_step       5.83 s" in printed
+    printed = bench_eval.table(eval_report(MACHINE_A, "conv_ae", 1000.0))
+    assert "training 1,000 img/s" in printed
+    assert "genlab embed         10000    12.50       800       0.80" in printed
+
+
+def test_startup_and_eval_tables_render_between_their_markers(
+    table: ModuleType, tmp_path: Path
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        README + "\n<!-- bench:startup -->\n\nNot measured yet.\n\n<!-- /bench -->\n\nMiddle.\n\n"
+        "<!-- bench:eval -->\n\nNot measured yet.\n\n<!-- /bench -->\n\n## End\n"
+    )
+    files = [
+        write(tmp_path, "startup.json", startup_report(MACHINE_A, 5.83)),
+        write(tmp_path, "eval.json", eval_report(MACHINE_A, "conv_ae", 1000.0)),
+    ]
+    argv = ["--readme", str(readme), *map(str, files)]
+    assert table.main(["--check", *argv]) == 1
+    assert table.main(argv) == 0
+    text = readme.read_text()
+    assert text.startswith(README)  # the other tables: no JSON of their kind, untouched
+    assert "Not measured yet" not in text
+    assert "\n<!-- /bench -->\n\nMiddle.\n\n<!-- bench:eval -->\n" in text
+    assert text.endswith("<!-- /bench -->\n\n## End\n")
+
+    startup = block(text, "startup")
+    assert "Machine: Test CPU 9000 (2 cores), torch 2.13.0, 2 threads, device cpu.\n" in startup
+    assert "| figure | seconds |\n|---|---|\n" in startup and "| machine |" not in startup
+    expected_rows = [
+        "| bad argument answered (`genlab train trainer.max_epochs=ten`) | 0.31 |",
+        "| missing checkpoint answered (`genlab sample ckpt=missing.ckpt`) | 0.30 |",
+        "| `genlab train` to Lightning's `setup` | 5.12 |",
+        "| `genlab train` to `on_fit_start` | 5.40 |",
+        "| `genlab train` to its first training step | 5.83 |",
+        "| `genlab train` to exit | 6.10 |",
+        "| `genlab train` to exit, with the interpreter's teardown (`GENLAB_FAST_EXIT=0`) | 7.65 |",
+        "| import torch | 2.10 |",
+        "| import pytorch_lightning (with torchmetrics, scipy.signal, matplotlib) | 2.43 |",
+        "| import genlab.commands.train and its models | 0.27 |",
+    ]
+    rows = [line for line in startup.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[1:] == expected_rows  # one row per figure, in the script's order
+    assert (
+        "Figures: medians of 3 fresh processes, the training rows timing `genlab train "
+        "trainer.max_steps=1 trainer.limit_val_batches=0 test=false` (conv_ae on mnist_5k, "
+        "the defaults)." in startup
+    )
+
+    evaluation = block(text, "eval")
+    assert "Machine: Test CPU 9000 (2 cores)" in evaluation
+    assert (
+        "Training through genlab: conv_ae on mnist, batch 128, 1,000 img/s. The × training "
+        "column is each pass's img/s over that." in evaluation
+    )
+    assert "| pass | images | seconds | img/s | × training |\n|---|---|---|---|---|\n" in evaluation
+    assert "| validate | 5,000 | 1.25 | 4,000 | 4.00× |" in evaluation
+    assert "| test (test) | 10,000 | 2.00 | 5,000 | 5.00× |" in evaluation
+    assert "| genlab evaluate | 10,000 | 4.00 | 2,500 | 2.50× |" in evaluation
+    assert "| genlab anomaly | 10,000 | 3.20 | 3,125 | 3.12× |" in evaluation
+    assert "| genlab embed | 10,000 | 12.50 | 800 | 0.80× |" in evaluation
+
+    # Rewriting from the same JSON changes nothing, and --check finds nothing stale.
+    mtime = readme.stat().st_mtime_ns
+    assert table.main(argv) == 0
+    assert readme.read_text() == text and readme.stat().st_mtime_ns == mtime
+    assert table.main(["--check", *argv]) == 0
+
+
+def test_startup_and_eval_tables_from_several_files(table: ModuleType, tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "<!-- bench:startup -->\n<!-- /bench -->\n<!-- bench:eval -->\n<!-- /bench -->\n"
+    )
+    files = [
+        # Two start-up runs on one machine: the later one's figures replace the earlier's.
+        write(tmp_path, "before.json", startup_report(MACHINE_A, 9.99)),
+        write(
+            tmp_path,
+            "after.json",
+            startup_report(MACHINE_A, 5.83, repeats=5, overrides=["model=vae"]),
+        ),
+        write(tmp_path, "eval_conv.json", eval_report(MACHINE_A, "conv_ae", 1000.0)),
+        write(tmp_path, "eval_vae.json", eval_report(MACHINE_B, "vae | big", 2000.0)),
+    ]
+    argv = ["--readme", str(readme), *map(str, files)]
+    assert table.main(argv) == 0
+    text = readme.read_text()
+
+    startup = block(text, "startup")
+    assert "Machine: Test CPU 9000" in startup and "| machine |" not in startup
+    assert "9.99" not in startup
+    assert "| `genlab train` to its first training step | 5.83 |" in startup
+    assert startup.count("| import torch |") == 1
+    assert (
+        "Figures: medians of 5 fresh processes, the training rows timing `genlab train "
+        "trainer.max_steps=1 trainer.limit_val_batches=0 test=false model=vae`." in startup
+    )
+
+    evaluation = block(text, "eval")
+    # Two models on two machines: a run column, a machine column, each run's training rate.
+    assert "Machines: A = Test CPU 9000 (2 cores)" in evaluation
+    assert (
+        "Training through genlab: machine A: conv_ae on mnist, batch 128, 1,000 img/s; "
+        "machine B: vae | big on mnist, batch 128, 2,000 img/s. The × training column is "
+        "each pass's img/s over its run's." in evaluation
+    )
+    assert "| pass | images | seconds | img/s | × training | run | machine |" in evaluation
+    assert "| validate | 5,000 | 1.25 | 4,000 | 4.00× | conv_ae on mnist, batch 128 | A |" in (
+        evaluation
+    )
+    assert (
+        "| validate | 5,000 | 1.25 | 4,000 | 2.00× | vae \\| big on mnist, batch 128 | B |"
+        in evaluation
+    )
+    assert evaluation.count("| genlab embed |") == 2
+    assert table.main(["--check", *argv]) == 0
