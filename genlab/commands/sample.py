@@ -7,6 +7,8 @@ autoencoder's codes need not fill that Gaussian. ``mode=manifold`` decodes a gri
 [-extent, extent]² for models with 2-D latents (the lecture's manifold figure).
 Conditional models (those declaring ``Conditional``, e.g. the cgan) draw the class ``label``, or
 cycle through their classes when it is null, one class per column.
+Models that grow (``Grows``, e.g. the progan) draw at an earlier growth ``stage`` when it
+is given, upsampled to their full size.
 
 ``truncation=T`` redraws every entry of z outside [−T, T] (BigGAN's truncation trick; for a
 plain autoencoder's fitted Gaussian, of its standardised draw); mode=manifold, a fixed grid,
@@ -62,6 +64,7 @@ def check_options(cfg: DictConfig) -> None:
     check_number(cfg, "extent", example=2.0, positive=True)
     check_number(cfg, "temperature", example=1.0)
     check_int(cfg, "label", optional=True, minimum=0, example=7, what="a class index")
+    check_int(cfg, "stage", optional=True, minimum=0, example=2, what="a growth stage")
     check_int(cfg, "seed")
     check_bool(cfg, "use_ema")
     check_truncation(cfg.truncation)
@@ -80,7 +83,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
 
     from genlab.commands import checkpointed
     from genlab.latent import manifold_grid
-    from genlab.models.capabilities import Conditional, Decodes, require
+    from genlab.models.capabilities import Conditional, Decodes, Grows, require
     from genlab.models.gans.ema import weights_in_use
     from genlab.viz import grid_columns, make_grid, save_png
 
@@ -94,6 +97,8 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
             f"label={cfg.label} needs a conditional model (e.g. model=cgan); this "
             f"{type(model).__name__} is unconditional, drop the label"
         )
+    if cfg.stage is not None:
+        require(model, Grows, to=f"draw at stage={cfg.stage}: it does not grow in stages")
     generator = torch.Generator().manual_seed(cfg.seed)
     result: dict[str, Any] = {"mode": cfg.mode, "weights": weights, "truncation": cfg.truncation}
 
@@ -116,7 +121,11 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         nrow = grid_columns(cfg.n)
 
     saved = {"z": z.cpu()}
-    if conditional:
+    if cfg.stage is not None:
+        images = grown_samples(model, z.cpu(), stage=cfg.stage, device=loaded.device)
+        result["stage"] = cfg.stage
+        result["resolution"] = model.stage_resolution(cfg.stage)
+    elif conditional:
         labels = model.class_labels(len(z), cfg.label).cpu()
         images = checkpointed.decode(model, z.cpu(), device=loaded.device, labels=labels)
         saved["labels"] = labels
@@ -149,6 +158,17 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
             weights=weights,
         )
     return {**result, "png": str(png), "tensors": str(tensors), "n": len(images)}
+
+
+def grown_samples(model: Any, z: Any, *, stage: int, device: Any, batch_size: int = 512) -> Any:
+    """Images [N, C, H, W] in [0, 1] of codes [N, latent] from a model that grows, drawn at
+    its growth ``stage`` and upsampled to its full size, in batches."""
+    import torch
+
+    with torch.inference_mode():
+        return torch.cat(
+            [model.decode(c.to(device), stage=stage).float().cpu() for c in z.split(batch_size)]
+        )
 
 
 def labelled_samples(
