@@ -245,3 +245,26 @@ def test_training_values_are_logged_at_the_loggers_steps_and_each_epochs_end(
         if r.get("train/loss")
     }
     assert history["value"] == pytest.approx([logged[5], logged[10]], rel=1e-6)
+
+
+def test_max_time_stops_a_run_by_the_clock(tiny_mnist: Path, tmp_path: Path) -> None:
+    """trainer.max_time (DD:HH:MM:SS) ends a run of many epochs once the time is up."""
+    import contextlib
+
+    import genlab
+    from genlab.commands.train import train
+
+    cfg = genlab.compose(
+        "train",
+        [
+            "data=mnist", f"data.root={tiny_mnist}", *FAST, "trainer.max_epochs=100000",
+            "trainer.max_time=00:00:00:01", "trainer.limit_val_batches=0", "test=false",
+            "~logger", "callbacks=none",
+        ],
+        output_dir=tmp_path / "run",
+    )  # fmt: skip
+    with contextlib.chdir(tmp_path):
+        _, objects = train(cfg)
+    trainer = objects["trainer"]
+    assert trainer.global_step >= 1
+    assert trainer.current_epoch < 100000 - 1  # stopped by the clock, long before the epochs
