@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from genlab.errors import ConfigError
+from genlab.latent import gaussian_draws
 from genlab.models.capabilities import capabilities_of
 from genlab.nn.network import describe
 
@@ -41,19 +42,6 @@ CONFIG_KEY = "genlab_config"
 VERSION_KEY = "genlab_version"
 # Scheduler steps a checkpoint was saved before: see GenlabModule.on_save_checkpoint.
 PENDING_LR_KEY = "genlab_pending_lr_steps"
-
-
-def standard_normal(
-    shape: Sequence[int],
-    generator: torch.Generator | None = None,
-    *,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    """N(0, I) draws of ``shape`` on ``device``, made where ``generator`` lives: a seeded CPU
-    generator gives the same draws whether the model runs on the CPU or a GPU."""
-    source = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=source, dtype=dtype).to(device)
 
 
 def build_optimizer(
@@ -135,9 +123,20 @@ class GenlabModule(pl.LightningModule):
 
     # Noise.
 
-    def noise(self, n: int, dim: int, *, generator: torch.Generator | None = None) -> Tensor:
-        """N(0, I) draws [n, dim] on the model's device and dtype."""
-        return standard_normal((n, dim), generator, device=self.device, dtype=self.dtype)
+    def noise(
+        self,
+        n: int,
+        dim: int,
+        *,
+        generator: torch.Generator | None = None,
+        truncation: float | None = None,
+    ) -> Tensor:
+        """N(0, I) draws [n, dim] on the model's device and dtype, truncated at
+        ±``truncation`` when given (see genlab.latent.gaussian_draws)."""
+        return gaussian_draws(
+            (n, dim), truncation=truncation, generator=generator, device=self.device,
+            dtype=self.dtype,
+        )  # fmt: skip
 
     def register_fixed_noise(self, dim: int) -> None:
         """The buffer ``fixed_z`` [NUM_FIXED_SAMPLES, dim]: drawn from its own generator, so

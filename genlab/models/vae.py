@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from genlab.errors import ConfigError
 from genlab.latent import gaussian_draws
-from genlab.models.base import standard_normal
 from genlab.models.capabilities import HasPrior, Variational
 from genlab.models.reconstruction import ReconstructionModel
 
@@ -150,7 +149,7 @@ class VAEBase(ReconstructionModel, HasPrior, Variational):
         self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
         """The sampling layer: z = μ + σ·ε with ε ~ N(0, I), differentiable in μ and σ."""
-        eps = standard_normal(mu.shape, generator, device=mu.device, dtype=mu.dtype)
+        eps = gaussian_draws(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + (0.5 * logvar).exp() * eps
 
     def sample_latent(
@@ -163,13 +162,7 @@ class VAEBase(ReconstructionModel, HasPrior, Variational):
     ) -> Tensor:
         """n codes [n, latent] from the prior N(0, I), truncated at ±``truncation`` when given
         (see genlab.latent.gaussian_draws), their spread scaled by ``temperature``."""
-        z = gaussian_draws(
-            (n, self.latent_dim),
-            truncation=truncation,
-            generator=generator,
-            device=self.device,
-            dtype=self.dtype,
-        )
+        z = self.noise(n, self.latent_dim, generator=generator, truncation=truncation)
         return temperature * z
 
     def reconstruction_nll(self, logits: Tensor, x: Tensor) -> Tensor:

@@ -58,7 +58,6 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import ConfigError
-from genlab.latent import gaussian_draws
 from genlab.models.base import GenlabModule, OptimizerFactory, build_optimizer
 from genlab.models.capabilities import HasPrior
 from genlab.models.gans.ema import GeneratorEMA, check_ema_options
@@ -223,13 +222,7 @@ class GAN(GenlabModule, HasPrior):
     ) -> Tensor:
         """n noise vectors [n, latent] from N(0, I), truncated at ±``truncation`` when given
         (see genlab.latent.gaussian_draws), their spread scaled by ``temperature``."""
-        z = gaussian_draws(
-            (n, self.latent_dim),
-            truncation=truncation,
-            generator=generator,
-            device=self.device,
-            dtype=self.dtype,
-        )
+        z = self.noise(n, self.latent_dim, generator=generator, truncation=truncation)
         return temperature * z
 
     def decode(self, z: Tensor) -> Tensor:
