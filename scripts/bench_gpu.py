@@ -68,7 +68,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual name
-from benchlib import Clock, loop_json, machine_info, same_weights, synchronize
+from benchlib import Clock, WindowTimer, loop_json, machine_info, same_weights, synchronize
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from torch import Tensor, nn
@@ -159,42 +159,21 @@ class Run:
     peak_memory: int | None = None
 
 
-class StepTimer(pl.Callback):
-    """Reads the clock, after a synchronize, at the end of batch ``start`` and of batch
-    ``stop`` (counted from 1 over the fit); keeps the weights before the first step and the
-    settings the run used."""
+class StepTimer(WindowTimer):
+    """A WindowTimer whose run is the seconds and load, and which keeps the settings the
+    run used."""
 
     def __init__(self, start: int, stop: int) -> None:
-        self.start = start
-        self.stop = stop
-        self.batches = 0
-        self.clock: Clock | None = None
+        super().__init__(start, stop)
         self.run: Run | None = None
-        self.initial_state: dict[str, Tensor] = {}
         self.settings: dict[str, Any] = {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.initial_state = {
-            k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()
-        }
+        super().on_train_start(trainer, pl_module)
         self.settings = genlab_settings(trainer, pl_module)
 
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        self.batches += 1
-        if self.batches not in (self.start, self.stop):
-            return
-        synchronize(pl_module.device)
-        if self.batches == self.start:
-            self.clock = Clock()
-        elif self.clock is not None:
-            self.run = Run(*self.clock.stop())
+    def finish(self, trainer: pl.Trainer, seconds: float, load: float) -> None:
+        self.run = Run(seconds, load)
 
 
 class EpochTimer(pl.Callback):

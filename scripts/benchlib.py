@@ -133,17 +133,17 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class BatchTimer(pl.Callback):
-    """Reads the clock at the end of batch ``start`` and of batch ``stop`` (counted from 1
-    over the whole fit), so the time spans whole iterations: fetch, both steps, logging.
-    Keeps the model's weights before the first step, for the same-weights check."""
+class WindowTimer(pl.Callback):
+    """Reads the clock, after a synchronize, at the end of batch ``start`` and of batch
+    ``stop`` (counted from 1 over the whole fit), so the time spans whole iterations: fetch,
+    steps, logging; ``finish`` gets the seconds and the other processes' load. Keeps the
+    model's weights before the first step, for the same-weights check."""
 
     def __init__(self, start: int, stop: int) -> None:
         self.start = start
         self.stop = stop
         self.batches = 0
         self.clock: Clock | None = None
-        self.run: AdversarialRun | None = None
         self.initial_state: dict[str, Tensor] = {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -166,10 +166,23 @@ class BatchTimer(pl.Callback):
         if self.batches == self.start:
             self.clock = Clock()
         elif self.clock is not None:
-            seconds, load = self.clock.stop()
-            metrics = trainer.callback_metrics
-            d_loss, g_loss = float(metrics["train/d_loss"]), float(metrics["train/g_loss"])
-            self.run = AdversarialRun(seconds, d_loss, g_loss, load)
+            self.finish(trainer, *self.clock.stop())
+
+    def finish(self, trainer: pl.Trainer, seconds: float, load: float) -> None:
+        raise NotImplementedError
+
+
+class BatchTimer(WindowTimer):
+    """A WindowTimer for the GANs: its run also holds the last D and G losses."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__(start, stop)
+        self.run: AdversarialRun | None = None
+
+    def finish(self, trainer: pl.Trainer, seconds: float, load: float) -> None:
+        metrics = trainer.callback_metrics
+        d_loss, g_loss = float(metrics["train/d_loss"]), float(metrics["train/g_loss"])
+        self.run = AdversarialRun(seconds, d_loss, g_loss, load)
 
 
 def adversarial_overrides(*, warmup: int, batches: int, seed: int, output_dir: str) -> list[str]:
