@@ -12,8 +12,8 @@ after --warmup untimed ones, two ways in one process:
 Both run in float32 on the CPU with torch's default thread count. The runs alternate
 plain/genlab --repeats times; the table gives the median images/s and ms/step of each and
 the ratio genlab/plain (1.0 means no overhead), and the final losses, equal when both
-loops did the same work (denoising_ae's differ a little: its noise comes from the global RNG,
-which the DataLoader also draws from). Each run also reports how many cores other processes used
+loops did the same work (denoising_ae's and the VAEs' differ a little: their noise comes from
+the global RNG, which the DataLoader also draws from). Each run also reports how many cores other processes used
 meanwhile: on a busy machine the figures mean little. Run from the repository root:
 
     .venv/bin/python scripts/bench_train.py
@@ -47,7 +47,16 @@ from genlab.atomic import write_json
 from genlab.commands.common import CONFIG_DIR
 from genlab.commands.train import train
 
-MODELS = ("conv_ae", "ae", "deep_ae", "sparse_ae", "denoising_ae", "contractive_ae")
+MODELS = (
+    "conv_ae",
+    "ae",
+    "deep_ae",
+    "sparse_ae",
+    "denoising_ae",
+    "contractive_ae",
+    "vae",
+    "conv_vae",
+)
 LEARNING_RATE = 1e-3
 SEED = 0
 # Share of one core that other processes may take before the figures are flagged as noisy:
