@@ -13,8 +13,9 @@ Both run in float32 on the CPU with torch's default thread count. The runs alter
 plain/genlab --repeats times; the table gives the median images/s and ms/step of each and
 the ratio genlab/plain (1.0 means no overhead), and the final losses, equal when both
 loops did the same work (denoising_ae's and the VAEs' differ a little: their noise comes from
-the global RNG, which the DataLoader also draws from). Each run also reports how many cores other processes used
-meanwhile: on a busy machine the figures mean little. Run from the repository root:
+the global RNG, which the DataLoader also draws from). Each run also reports how many cores
+other processes used meanwhile: on a busy machine the figures mean little. Run from the
+repository root:
 
     .venv/bin/python scripts/bench_train.py
     .venv/bin/python scripts/bench_train.py --model ae --repeats 5 --json bench.json
