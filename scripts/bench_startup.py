@@ -70,9 +70,14 @@ class FirstStep(pl.Callback):
             write_json(self.path, self.times)
 
 
-def genlab_script() -> str:
+def genlab_command(source: Path | None) -> list[str]:
+    """The installed `genlab` console script; with ``source`` (a checkout put first on
+    PYTHONPATH), `python -m genlab.cli`, which runs that checkout's command line as its
+    console script would."""
+    if source is not None:
+        return [sys.executable, "-m", "genlab.cli"]
     found = Path(sys.executable).with_name("genlab")
-    return str(found) if found.exists() else "genlab"
+    return [str(found) if found.exists() else "genlab"]
 
 
 def timed(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int]:
@@ -82,11 +87,13 @@ def timed(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
     return start, time.time() - start, result.returncode
 
 
-def first_step(cwd: Path, env: dict[str, str], extra: Sequence[str]) -> dict[str, float]:
+def first_step(
+    genlab: list[str], cwd: Path, env: dict[str, str], extra: Sequence[str]
+) -> dict[str, float]:
     """Seconds from process start to each event of one `genlab train` to its first step."""
     marks = cwd / f"marks_{time.monotonic_ns()}.json"
     args = [
-        genlab_script(),
+        *genlab,
         "train",
         "trainer.max_steps=1",
         "trainer.limit_val_batches=0",
@@ -107,32 +114,32 @@ def first_step(cwd: Path, env: dict[str, str], extra: Sequence[str]) -> dict[str
     return out
 
 
-def import_cost(code: str, before: str) -> float:
+def import_cost(code: str, before: str, env: dict[str, str]) -> float:
     """Seconds that ``code`` takes in a fresh interpreter that has run ``before`` first."""
     probe = (
         f"import time\n{before}\nt = time.perf_counter()\n{code}\nprint(time.perf_counter() - t)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
     )
     return float(result.stdout.strip().splitlines()[-1])
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(SCRIPTS), os.environ.get("PYTHONPATH", "")]),
-    }
+    paths = [str(SCRIPTS), os.environ.get("PYTHONPATH", "")]
+    if args.source is not None:
+        paths.insert(0, str(args.source.resolve()))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     env["PYTHONWARNINGS"] = "ignore"
     with tempfile.TemporaryDirectory(prefix="bench_startup_") as tmp:
         cwd = Path(tmp)
-        genlab = genlab_script()
+        genlab = genlab_command(args.source)
         bad = [
-            timed([genlab, "train", "trainer.max_epochs=ten"], cwd, env)
+            timed([*genlab, "train", "trainer.max_epochs=ten"], cwd, env)
             for _ in range(args.repeats)
         ]
         missing = [
-            timed([genlab, "sample", f"ckpt={cwd / 'missing.ckpt'}"], cwd, env)
+            timed([*genlab, "sample", f"ckpt={cwd / 'missing.ckpt'}"], cwd, env)
             for _ in range(args.repeats)
         ]
         if any(code == 0 for _, _, code in bad + missing):
@@ -141,17 +148,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         # exit) against the console script's exit once the atexit handlers have run.
         runs, usual = [], []
         for _ in range(args.repeats):
-            usual.append(first_step(cwd, {**env, "GENLAB_FAST_EXIT": "0"}, args.overrides))
-            runs.append(first_step(cwd, env, args.overrides))
+            usual.append(first_step(genlab, cwd, {**env, "GENLAB_FAST_EXIT": "0"}, args.overrides))
+            runs.append(first_step(genlab, cwd, env, args.overrides))
     imports: dict[str, float] = {}
     before = ""
     for name, code in IMPORTS.items():
-        imports[name] = statistics.median(import_cost(code, before) for _ in range(args.repeats))
+        imports[name] = statistics.median(
+            import_cost(code, before, env) for _ in range(args.repeats)
+        )
         before += code + "\n"
     return {
         "kind": "startup",
         "machine": machine_info(),
         "repeats": args.repeats,
+        "source": str(args.source) if args.source is not None else None,
         "overrides": list(args.overrides),
         "bad_argument_s": statistics.median(s for _, s, _ in bad),
         "missing_checkpoint_s": statistics.median(s for _, s, _ in missing),
@@ -180,6 +190,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="time this genlab checkout (e.g. an older commit's git worktree) instead of the "
+        "installed one, through python -m genlab.cli",
+    )
     parser.add_argument(
         "overrides", nargs="*", help="extra genlab train overrides (default: conv_ae on mnist_5k)"
     )
