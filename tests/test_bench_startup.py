@@ -23,4 +23,3 @@ def test_the_installed_script_or_a_checkout(tmp_path: Path) -> None:
 def test_the_child_finds_the_first_step_callback() -> None:
     """The callback target the child process imports names this module's class."""
     assert bench_startup.FirstStep.__module__ == "bench_startup"
-    assert set(bench_startup.EVENTS) == {"setup", "fit_start", "first_step"}
