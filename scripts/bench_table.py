@@ -3,7 +3,8 @@
 Each table sits between two marker comments in README.md, which this script owns; the text
 outside them is never touched:
 
-    <!-- bench:train -->        bench_train.py and bench_gan.py (a row per model)
+    <!-- bench:train -->        bench_train.py and bench_gan.py (a row per model; one
+                                file per bench_gan.py --model: dcgan, progan, biggan)
     <!-- bench:translation -->  bench_translation.py (a row per image size)
     <!-- bench:memory -->       bench_memory.py (a row per run)
     <!-- bench:gpu -->          bench_gpu.py (a row per model, peak GPU memory, the epoch)

@@ -133,6 +133,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def tensor_state(module: torch.nn.Module) -> dict[str, Tensor]:
+    """A CPU copy of the tensors of ``module``'s state_dict (a model may keep other state
+    there: ProGAN's growth state is a dict), for the same-weights check."""
+    return {
+        k: v.detach().cpu().clone() for k, v in module.state_dict().items() if isinstance(v, Tensor)
+    }
+
+
 class WindowTimer(pl.Callback):
     """Reads the clock, after a synchronize, at the end of batch ``start`` and of batch
     ``stop`` (counted from 1 over the whole fit), so the time spans whole iterations: fetch,
@@ -147,9 +155,7 @@ class WindowTimer(pl.Callback):
         self.initial_state: dict[str, Tensor] = {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.initial_state = {
-            k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()
-        }
+        self.initial_state = tensor_state(pl_module)
 
     def on_train_batch_end(
         self,
