@@ -15,6 +15,7 @@ from genlab.models.autoencoders import (
 from genlab.models.base import GenlabModule
 from genlab.models.classifier import Classifier
 from genlab.models.gans import GAN, WGAN, WGANGP, ConditionalGAN
+from genlab.models.iwae import IWAE
 from genlab.models.reconstruction import ReconstructionModel
 from genlab.models.tcvae import BetaTCVAE
 from genlab.models.translation import CycleGAN, Pix2Pix
@@ -24,6 +25,7 @@ __all__ = [
     "GAN",
     "WGAN",
     "WGANGP",
+    "IWAE",
     "Autoencoder",
     "BetaTCVAE",
     "Classifier",
