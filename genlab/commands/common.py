@@ -5,6 +5,7 @@ errors into a clear message and a non-zero exit instead of a traceback."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import traceback
@@ -41,9 +42,12 @@ CONFIG_DIR = _config_dir()
 
 def register_resolvers() -> None:
     """The OmegaConf resolvers genlab's configs use: ``${genlab.sum:a,b}`` adds numbers
-    (Pix2Pix's discriminator sees the input and output channels together)."""
+    (Pix2Pix's discriminator sees the input and output channels together) and
+    ``${genlab.mul:a,b}`` multiplies them (a PacGAN discriminator sees ``pack`` images)."""
     if not OmegaConf.has_resolver("genlab.sum"):
         OmegaConf.register_new_resolver("genlab.sum", lambda *values: sum(values))
+    if not OmegaConf.has_resolver("genlab.mul"):
+        OmegaConf.register_new_resolver("genlab.mul", lambda *values: math.prod(values))
 
 
 register_resolvers()

@@ -8,6 +8,11 @@
   precision and recall of ``num_samples`` generated images against the split, and the
   classes they cover; ``features=inception``: the standard Inception FID, where its network
   and weights are installed;
+- mode counting (Stacked MNIST): a classifier of 1-channel images on a model of 3-channel
+  images of its size classifies each channel, and the modes (100a + 10b + c for digits)
+  are the classes: modes covered (at least one sample, the papers' count, of 1000) and
+  KL(mode histogram ‖ uniform), over ``num_samples`` (the papers: 26,000); FID, KID and
+  precision/recall on the channels' features side by side (genlab.metrics.modes);
 - ``probe=true``: a logistic-regression probe fitted on the training split's codes;
 - classifiers: their accuracy.
 
@@ -330,6 +335,7 @@ def sample_metrics(
     of ``real`` computed before (a truncation sweep computes them once)."""
     from genlab.metrics.features import check_image_shape
     from genlab.metrics.inception import inception_fid
+    from genlab.metrics.modes import ChannelwiseClassifier
 
     if isinstance(extractor, Path):
         progress.announce(
@@ -356,6 +362,7 @@ def sample_metrics(
         num_classes=extractor.num_classes,
         cfg=cfg,
         progress=progress,
+        modes=isinstance(extractor, ChannelwiseClassifier),
     )
 
 
@@ -380,12 +387,16 @@ def feature_metrics(
     num_classes: int,
     cfg: DictConfig,
     progress: Progress,
+    modes: bool = False,
 ) -> dict[str, float]:
     """FID, KID, precision/recall and class coverage of features [N, F]; one bar step each,
-    since KID and the k-NN balls of precision/recall are quadratic in N."""
+    since KID and the k-NN balls of precision/recall are quadratic in N. With ``modes``
+    (classes that are the modes of channel-stacked images) the coverage is
+    genlab.metrics.modes.mode_summary's, without the per-class shares of 1000 modes."""
     import torch
 
     from genlab.metrics import coverage_summary, fid, kid, precision_recall
+    from genlab.metrics.modes import mode_summary
 
     def fid_step() -> dict[str, float]:
         return {"samples/fid": fid(real, fake)}
@@ -400,7 +411,8 @@ def feature_metrics(
 
     def coverage_step() -> dict[str, float]:
         counts = torch.bincount(fake_classes, minlength=num_classes)
-        summary = coverage_summary(counts, threshold=cfg.coverage_threshold)
+        summarize = mode_summary if modes else coverage_summary
+        summary = summarize(counts, threshold=cfg.coverage_threshold)
         return {f"samples/{name}": value for name, value in summary.items()}
 
     steps = [fid_step, kid_step, precision_recall_step, coverage_step]
@@ -594,6 +606,8 @@ def generated_metrics(
 
     from genlab.commands import checkpointed
     from genlab.metrics.classifier_trust import classifier_reliability
+    from genlab.metrics.modes import channelwise, modes_line
+    from genlab.metrics.modes import describe as describe_modes
     from genlab.metrics.samples import generate
 
     source = checkpointed.LatentSource(
@@ -604,6 +618,12 @@ def generated_metrics(
     # Samples are decoded means (grey levels), so they are compared with the images'
     # intensities even where training binarised them.
     real = test.images.float().div(255)
+    if not isinstance(extractor, Path):
+        # A 1-channel classifier of channel-stacked images judges each channel: its modes
+        # are the classes (Stacked MNIST).
+        extractor = channelwise(extractor, tuple(real.shape[1:]))
+        if (line := describe_modes(extractor)) is not None:
+            print(f"genlab evaluate: {line}")
     real_features = None
     if sweep is not None:
         # Once for every value of the sweep.
@@ -638,6 +658,10 @@ def generated_metrics(
             f"genlab evaluate: {len(fake)} samples{f' ({note})' if note else ''} drawn and "
             f"measured against {len(real)} images in {time.perf_counter() - started:.1f} s"
         )
+        if "samples/modes_covered" in measured:
+            counted = {k.removeprefix("samples/"): v for k, v in measured.items()}
+            line = modes_line(counted, samples=len(fake), option="num_samples")
+            print(f"genlab evaluate: {line}")
         if sweep is None:
             metrics |= measured
         else:

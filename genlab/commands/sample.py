@@ -200,19 +200,31 @@ def classify(
     generator that covers few classes has collapsed onto a few modes. With ``real`` test
     images and labels, the classifier's accuracy on them and on the model's reconstructions
     goes beside the shares, with a warning when it is too low to trust the shares.
-    ``weights`` (genlab.models.gans.ema.weights_in_use) is recorded beside them."""
+    ``weights`` (genlab.models.gans.ema.weights_in_use) is recorded beside them.
+
+    A classifier of 1-channel images on 3-channel samples of its size (Stacked MNIST)
+    classifies each channel, and the classes are the modes (genlab.metrics.modes): the
+    summary is then the modes covered, of 1000, and KL(modes ‖ uniform), with the counts of
+    every mode but no per-mode shares."""
     from genlab.metrics.classifier_trust import classifier_reliability, print_warnings
     from genlab.metrics.coverage import class_histogram, coverage_summary
     from genlab.metrics.features import check_image_shape, load_classifier
+    from genlab.metrics.modes import ChannelwiseClassifier, channelwise, mode_summary, modes_line
+    from genlab.metrics.modes import describe as describe_modes
 
-    classifier = load_classifier(path, device=loaded.device)
+    classifier = channelwise(load_classifier(path, device=loaded.device), images.shape[1:])
+    if (line := describe_modes(classifier)) is not None:
+        print(f"genlab sample: {line}")
     check_image_shape(classifier, tuple(images.shape[1:]), what="the samples")
     progress = progress or Progress("sample", quiet=True)
     what = f"the classes of the {len(images)} samples by {path}"
     chunks = progress.batches(images.split(500), total=len(images), phase="classify", what=what)
     counts = sum(class_histogram(classifier, chunk, device=loaded.device) for chunk in chunks)
-    summary = coverage_summary(counts)
+    modes = isinstance(classifier, ChannelwiseClassifier)
+    summary = mode_summary(counts) if modes else coverage_summary(counts)
     report = {**summary, "counts": counts.tolist(), "classifier": str(path)}
+    if modes:
+        report["samples"] = len(images)
     if weights is not None:
         report["weights"] = weights
     if real is not None:
@@ -220,11 +232,14 @@ def classify(
         report["warnings"] = reliability.pop("warnings")
         report |= reliability
     write_json(loaded.output_dir / "classes.json", report)
-    shares = ", ".join(f"{k}: {summary[f'class_{k}']:.2f}" for k in range(len(counts)))
-    print(
-        f"genlab sample: classes covered {summary['classes_covered']:.0f} of {len(counts)}, "
-        f"KL(classes || uniform) {summary['kl_uniform']:.3f} nats; shares {shares}"
-    )
+    if modes:
+        print(f"genlab sample: {modes_line(summary, samples=len(images), option='n')}")
+    else:
+        shares = ", ".join(f"{k}: {summary[f'class_{k}']:.2f}" for k in range(len(counts)))
+        print(
+            f"genlab sample: classes covered {summary['classes_covered']:.0f} of {len(counts)}, "
+            f"KL(classes || uniform) {summary['kl_uniform']:.3f} nats; shares {shares}"
+        )
     if real is not None:
         print(
             f"genlab sample: the classifier is right on {report['classifier/accuracy_real']:.1%}"

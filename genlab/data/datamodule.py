@@ -205,31 +205,55 @@ class ImageDataModule(InMemoryDataModule):
         if self.download:
             LOADERS[self.dataset](self, True)
 
+    def load(self) -> dict[str, readers.ImageSet]:
+        """The dataset's splits as read: ``train``, ``test`` where it has one, and ``val``
+        where it brings its own (otherwise ``setup`` splits it off ``train``)."""
+        return LOADERS[self.dataset](self, False)
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        loaded = LOADERS[self.dataset](self, False)
+        loaded = self.load()
         self.class_names = list(loaded["train"].classes)
         keep = self._class_indices(self.class_names)
         train_x, train_y = self._prepare(loaded["train"], keep)
-        n_val = max(1, int(round(len(train_y) * self.val_fraction)))
-        if len(train_y) - n_val < 1:
-            raise DataError(
-                f"dataset {self.dataset!r} has only {len(train_y)} images after filtering "
-                f"classes {self.classes}; too few to split off a validation set"
+        if "val" in loaded:
+            # Its own validation images (stacked_mnist draws them from digits of their own).
+            val_x, val_y = self._prepare(loaded["val"], keep)
+            if not (len(train_y) and len(val_y)):
+                raise DataError(
+                    f"dataset {self.dataset!r} has {len(train_y)} training and {len(val_y)} "
+                    f"validation images after filtering classes {self.classes}; keep more "
+                    "classes or draw more images"
+                )
+        else:
+            n_val = max(1, int(round(len(train_y) * self.val_fraction)))
+            if len(train_y) - n_val < 1:
+                raise DataError(
+                    f"dataset {self.dataset!r} has only {len(train_y)} images after filtering "
+                    f"classes {self.classes}; too few to split off a validation set"
+                )
+            order = self.validation_order(len(train_y))
+            val_idx, train_idx = order[:n_val], order[n_val:]
+            train_x, train_y, val_x, val_y = (
+                train_x[train_idx],
+                train_y[train_idx],
+                train_x[val_idx],
+                train_y[val_idx],
             )
-        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.seed))
-        val_idx, train_idx = order[:n_val], order[n_val:]
         self.splits = {
-            "train": TensorImageDataset(
-                train_x[train_idx], train_y[train_idx], binarize=self.binarize
-            ),
-            "val": TensorImageDataset(train_x[val_idx], train_y[val_idx], binarize=self.binarize),
+            "train": TensorImageDataset(train_x, train_y, binarize=self.binarize),
+            "val": TensorImageDataset(val_x, val_y, binarize=self.binarize),
         }
         if "test" in loaded:
             self.splits["test"] = TensorImageDataset(
                 *self._prepare(loaded["test"], keep), binarize=self.binarize
             )
+
+    def validation_order(self, size: int) -> torch.Tensor:
+        """A permutation of ``size`` training images, seeded by ``seed``, whose first
+        ``round(size · val_fraction)`` form the validation split."""
+        return torch.randperm(size, generator=torch.Generator().manual_seed(self.seed))
 
     def _class_indices(self, names: list[str]) -> np.ndarray | None:
         if self.classes is None:

@@ -48,6 +48,23 @@ Outside training (``model.eval()``: the validation steps and so ``val/d_fake``, 
 fixed-noise grid, the class-coverage callback, the checkpoint commands) ``generate`` runs
 the average instead of G, unless ``use_ema`` is set False; training steps always run G.
 A run resumed with ``ema_decay`` newly set starts the average from the checkpoint's G.
+
+Packing (PacGAN, Lin et al. 2018; ``pack`` = m, 1: off): D judges m samples at once,
+concatenated on the channel axis, so its input has m·C channels (the configs set
+``discriminator.channels: ${genlab.mul:${..in_channels},${..pack}}``) and it gives one score
+per pack. A batch of B images becomes B/m packs, pack i holding images i·m to i·m + m − 1,
+channel j·C + c of the pack being channel c of image i·m + j: the layout of the authors'
+code. Real packs are m consecutive images of a shuffled batch, so m independent draws from
+the data, and fake packs m consecutive fakes, each from its own noise vector, so m
+independent draws from G, as the paper's packed fake sample is; every D step packs real
+and fake batches alike, every G step packs its fresh fakes, and the validation and test
+steps pack the images of a batch (leaving out the last B mod m). B must be a multiple of
+m. The authors' D sees 64 packs a step: data.batch_size = 64·m. Penalties see the packed
+inputs: WGAN-GP's interpolates pack against pack, one coefficient per pack, and bounds
+the gradient's norm over the whole packed input, since the packed input is what the
+critic is a function of. Conditional GANs refuse pack > 1: a pack of m images has m
+labels, and how D should take them (m embeddings? one shared class?) is a design the
+paper does not give.
 """
 
 from __future__ import annotations
@@ -59,9 +76,10 @@ from torch import Tensor, nn
 
 from genlab.errors import ConfigError
 from genlab.models.base import GenlabModule, OptimizerFactory, build_optimizer
-from genlab.models.capabilities import HasPrior
+from genlab.models.capabilities import Conditional, HasPrior
 from genlab.models.gans.ema import GeneratorEMA, check_ema_options
 from genlab.models.gans.losses import adversarial_loss
+from genlab.nn.network import describe
 
 # The checkpoint entry holding the update counters.
 UPDATES_KEY = "gan_updates"
@@ -83,7 +101,8 @@ class GAN(GenlabModule, HasPrior):
     module's docstring). ``ema_decay`` (None: off) keeps a moving average of G's weights
     for sampling, copying G for the first ``ema_start`` updates (see genlab.models.gans.ema);
     ``use_ema`` (an attribute, True unless a command turns it off) picks it outside
-    training. Subclasses add a term to
+    training. ``pack`` (m) has D judge m samples at once, stacked on the channel axis
+    (PacGAN; see the module's docstring). Subclasses add a term to
     D's loss (``discriminator_penalty``), act after each D update
     (``after_discriminator_step``) or condition both networks on labels (``batch_labels``,
     ``generate``, ``discriminate``).
@@ -109,6 +128,7 @@ class GAN(GenlabModule, HasPrior):
         accumulate_grad_batches: int = 1,
         ema_decay: float | None = None,
         ema_start: int = 0,
+        pack: int = 1,
         optimizer_g: OptimizerFactory | None = None,
         optimizer_d: OptimizerFactory | None = None,
     ) -> None:
@@ -147,6 +167,7 @@ class GAN(GenlabModule, HasPrior):
                 "nothing"
             )
         check_ema_options(ema_decay, ema_start)
+        self._check_pack(pack, discriminator, in_channels)
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -156,6 +177,7 @@ class GAN(GenlabModule, HasPrior):
         self.d_steps = d_steps
         self.grad_clip_norm = grad_clip_norm
         self.accumulate_grad_batches = accumulate_grad_batches
+        self.pack = pack
         self.optimizer_g = optimizer_g
         self.optimizer_d = optimizer_d
         # The moving average of G (a submodule, so in the state_dict), and whether sampling
@@ -173,6 +195,47 @@ class GAN(GenlabModule, HasPrior):
         # (when the parameters sit on their final device).
         self._pending_d_grads: dict[str, Tensor] | None = None
         self.register_fixed_noise(latent_dim)
+
+    def _check_pack(self, pack: int, discriminator: nn.Module, in_channels: int) -> None:
+        """``pack`` is a positive integer, 1 for a conditional GAN, and D, where it says how
+        it was built (a genlab network), takes pack · in_channels channels."""
+        if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
+            raise ConfigError(
+                f"model.pack, the samples D judges at once (PacGAN), must be an integer of at "
+                f"least 1 (got {pack!r}); 1 packs nothing, the paper packs 2 to 4"
+            )
+        if pack > 1 and isinstance(self, Conditional):
+            raise ConfigError(
+                f"model.pack={pack}: a {type(self).__name__} is conditional, and a pack of "
+                f"{pack} images has {pack} labels, which its discriminator has no way to take; "
+                "packing is for unconditional GANs: set model.pack=1"
+            )
+        built = describe(discriminator) or {}
+        channels = built.get("channels")
+        if isinstance(channels, int) and channels != pack * in_channels:
+            raise ConfigError(
+                f"model.discriminator takes {channels}-channel images, but it is shown packs "
+                f"of {pack} {in_channels}-channel image(s), {pack * in_channels} channels "
+                f"(model.pack={pack}, model.in_channels={in_channels}); set "
+                "model.discriminator.channels: ${genlab.mul:${..in_channels},${..pack}}"
+            )
+
+    def packed(self, x: Tensor) -> Tensor:
+        """Images [B, C, H, W] -> packs [B/m, m·C, H, W] for D, m = ``pack``: pack i holds
+        images i·m .. i·m + m − 1 side by side on the channel axis (itself for m = 1)."""
+        if self.pack == 1:
+            return x
+        b, c, h, w = x.shape
+        if b % self.pack:
+            raise ConfigError(
+                f"model.pack={self.pack} packs {self.pack} images into each discriminator "
+                f"input, but a batch has {b} images, not a multiple of {self.pack}; set "
+                f"data.batch_size to a multiple of {self.pack} (e.g. {64 * self.pack}, the "
+                "paper's 64 packs)"
+            )
+        # [B, C, H, W] read as [B/m, m, C, H, W]: channel j·C + c of pack i is channel c
+        # of image i·m + j (a view of a contiguous batch, a copy of a channels-last one).
+        return x.reshape(b // self.pack, self.pack * c, h, w)
 
     # The networks, and the hooks subclasses specialise.
 
@@ -264,6 +327,8 @@ class GAN(GenlabModule, HasPrior):
             with torch.no_grad():
                 fake = self.generate(self.sample_latent(n), labels)
             # Real and fake in separate batches, as DCGAN does: each batch-norm batch is pure.
+            # D sees them packed (PacGAN; pack 1: as they are), and so do its penalties.
+            real, fake = self.packed(real), self.packed(fake)
             real_scores = self.discriminate(real, labels)
             fake_scores = self.discriminate(fake, labels)
             d_loss = loss.discriminator(real_scores, fake_scores)
@@ -296,7 +361,7 @@ class GAN(GenlabModule, HasPrior):
             opt_g.zero_grad(set_to_none=True)
             for _ in range(window):
                 # Fresh noise, as in Algorithm 1; D's weights are frozen by the toggle.
-                fake = self.generate(self.sample_latent(n), labels)
+                fake = self.packed(self.generate(self.sample_latent(n), labels))
                 g_loss = self.adversarial_loss.generator(self.discriminate(fake, labels))
                 penalty = self.generator_penalty()
                 total = g_loss if penalty is None else g_loss + penalty
@@ -330,13 +395,18 @@ class GAN(GenlabModule, HasPrior):
         """D on the split's images against as many fakes, from noise seeded by the batch
         index so that every epoch compares against the same draws."""
         x, y = batch
+        # Whole packs only: a last batch of B images leaves out its last B mod m.
+        whole = x.shape[0] - x.shape[0] % self.pack
+        if whole == 0:
+            return
+        x, y = x[:whole], y[:whole]
         labels = self.batch_labels(y)
         generator = torch.Generator().manual_seed(batch_idx)
         fake = self.generate(self.sample_latent(x.shape[0], generator=generator), labels)
         summarize = self.adversarial_loss.summarize
         terms = {
-            "d_real": summarize(self.discriminate(x * 2 - 1, labels)),
-            "d_fake": summarize(self.discriminate(fake, labels)),
+            "d_real": summarize(self.discriminate(self.packed(x * 2 - 1), labels)),
+            "d_fake": summarize(self.discriminate(self.packed(fake), labels)),
         }
         self.log_terms(terms, stage, batch_size=x.shape[0])
 
