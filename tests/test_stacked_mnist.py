@@ -317,3 +317,32 @@ def test_sample_classify_writes_the_modes_of_its_samples(
     assert "class_0" not in report
     assert "classifier/accuracy_real" in report
     assert f"modes covered {report['modes_covered']:.0f} of 1000" in result.stdout
+
+
+def test_the_coverage_callback_counts_modes_while_a_stacked_gan_trains(
+    workdir: Path, classifier_ckpt: Path
+) -> None:
+    """The class-coverage callback takes the same per-channel rule as evaluate: a 1-channel
+    classifier on a 3-channel GAN logs the coverage of the 1000 modes."""
+    run, _ = new_run(
+        workdir,
+        "train",
+        "data=stacked_mnist",
+        f"data.root={workdir / 'mnist'}",
+        *FAST,
+        "data.stacked_size=64",
+        "data.stacked_test_size=40",
+        "model=dcgan",
+        "model.latent_dim=8",
+        "model.generator.width=8",
+        "model.discriminator.width=8",
+        "test=false",
+        "logger=csv",
+        "+callbacks.coverage._target_=genlab.callbacks.ClassCoverageCallback",
+        f"+callbacks.coverage.classifier_ckpt={classifier_ckpt}",
+        "+callbacks.coverage.num_samples=50",
+    )
+    lines = next(run.rglob("metrics.csv")).read_text().splitlines()
+    rows = [dict(zip(lines[0].split(","), line.split(","), strict=True)) for line in lines[1:]]
+    logged = [float(r["coverage/classes_covered"]) for r in rows if r["coverage/classes_covered"]]
+    assert logged and all(0 < covered <= 50 for covered in logged)  # of 1000, one per sample

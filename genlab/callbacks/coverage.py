@@ -22,6 +22,7 @@ from genlab.errors import ConfigError
 from genlab.metrics.classifier_trust import classifier_reliability
 from genlab.metrics.coverage import class_histogram, coverage_summary
 from genlab.metrics.features import check_image_shape, load_classifier
+from genlab.metrics.modes import channelwise
 from genlab.metrics.samples import generate
 from genlab.models.capabilities import HasPrior, require
 
@@ -56,6 +57,9 @@ class ClassCoverageCallback(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         require(pl_module, HasPrior, to="have the class coverage of its samples measured")
+        # A 1-channel digit classifier judges stacked (3-channel) samples channel by channel:
+        # its classes are then the 1000 modes (genlab.metrics.modes).
+        self.classifier = channelwise(self.classifier, pl_module.image_shape)
         check_image_shape(
             self.classifier, pl_module.image_shape, what=f"the {type(pl_module).__name__}"
         )
