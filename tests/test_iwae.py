@@ -138,8 +138,11 @@ def test_jensen_holds_for_every_set_of_draws(binary_images: Tensor) -> None:
             bound = iwae_bound(weights)
             assert (bound >= weights.mean(dim=0)).all()
             assert (bound <= weights.max(dim=0).values).all()
-            # The draws differ, so the inequality is strict, by more than rounding.
-            assert (bound - weights.mean(dim=0)).min() > 1e-3
+            # Where the draws' weights differ by more than rounding, the inequality is strict
+            # (for two draws a and b the gap is about (a - b)²/8).
+            spread = weights.max(dim=0).values - weights.min(dim=0).values
+            gap = bound - weights.mean(dim=0)
+            assert (gap[spread > 0.5] > 0).all() and (spread > 0.5).any()
 
 
 def test_k1_is_the_elbo(binary_images: Tensor) -> None:
