@@ -14,6 +14,7 @@ import importlib
 import io
 import os
 import sys
+import threading
 from pathlib import Path
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -354,12 +355,17 @@ def run() -> None:
         code: int | str | None = main()
     except SystemExit as exc:
         code = exc.code
+    # The interpreter's own order at exit: threads first (threading's exit hooks, such as
+    # concurrent.futures' and joblib's executors, then joining the non-daemon threads),
+    # then the atexit handlers; only the teardown of modules after them is skipped.
+    join_threads = getattr(threading, "_shutdown", None)
     exit_now = getattr(atexit, "_run_exitfuncs", None)
-    if os.environ.get(FAST_EXIT, "1") == "0" or exit_now is None:
+    if os.environ.get(FAST_EXIT, "1") == "0" or exit_now is None or join_threads is None:
         sys.exit(code)
     if isinstance(code, str):  # sys.exit("message") prints it and exits 1
         print(code, file=sys.stderr)
         code = 1
+    join_threads()
     exit_now()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

@@ -368,9 +368,15 @@ def test_the_console_script_exits_with_the_code_after_atexit_and_flushed_output(
     """`genlab` (genlab.cli.run) skips the interpreter's teardown but not the atexit
     handlers, buffered output or the exit code; GENLAB_FAST_EXIT=0 exits the usual way."""
     marker = tmp_path / "atexit_ran"
+    worker = tmp_path / "thread_finished"
     code = (
-        "import atexit, sys, pathlib, genlab.cli\n"
+        "import atexit, sys, time, pathlib, genlab.cli\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
         f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
+        # Work left in a thread pool finishes first, as at the interpreter's own exit
+        # (the hang a joblib sweep met when threads were not joined before atexit).
+        "pool = ThreadPoolExecutor(1)\n"
+        f"pool.submit(lambda: (time.sleep(0.2), pathlib.Path({str(worker)!r}).write_text('ok')))\n"
         "sys.stdout.write('buffered, no newline')\n"
         "sys.argv = ['genlab', sys.argv[1]]\n"
         "genlab.cli.run()\n"
@@ -378,6 +384,7 @@ def test_the_console_script_exits_with_the_code_after_atexit_and_flushed_output(
     env = {**__import__("os").environ, "GENLAB_FAST_EXIT": fast}
     for command, expected in (("--help", 0), ("no-such-command", 2)):
         marker.unlink(missing_ok=True)
+        worker.unlink(missing_ok=True)
         result = subprocess.run(
             [sys.executable, "-c", code, command],
             capture_output=True,
@@ -388,4 +395,5 @@ def test_the_console_script_exits_with_the_code_after_atexit_and_flushed_output(
         assert result.returncode == expected, result.stderr
         assert result.stdout.startswith("buffered, no newline")
         assert marker.read_text() == "yes"
+        assert worker.read_text() == "ok"
     assert "unknown command 'no-such-command'" in result.stderr
