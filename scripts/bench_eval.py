@@ -37,6 +37,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from benchlib import Clock, machine_info
+from mnist_files import has_mnist_files
 
 import genlab
 from genlab.atomic import write_json
@@ -66,12 +67,8 @@ class TrainTimer(pl.Callback):
             self.seconds, _ = self.clock.stop()
 
 
-def has_mnist(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.glob("train-images*"))
-
-
 def data_overrides(args: argparse.Namespace) -> list[str]:
-    if args.mnist is not None and has_mnist(args.mnist):
+    if args.mnist is not None and has_mnist_files(args.mnist):
         return ["data=mnist", f"data.root={args.mnist}"]
     return ["data=mnist_5k"]
 

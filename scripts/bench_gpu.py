@@ -70,6 +70,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual name
 from benchlib import Clock, WindowTimer, loop_json, machine_info, same_weights, synchronize
 from hydra.utils import instantiate
+from mnist_files import IDX_FILES, MNIST_CANDIDATES, has_mnist_files
 from omegaconf import DictConfig, open_dict
 from torch import Tensor, nn
 
@@ -79,18 +80,6 @@ from genlab.commands.train import train
 from genlab.models.base import GenlabModule
 
 ROOT = Path(__file__).resolve().parents[1]
-# Where MNIST's IDX files are looked for, in order, when --mnist is not given.
-MNIST_CANDIDATES = (
-    ROOT.parent / "shared" / "datasets" / "mnist",
-    ROOT / "shared" / "datasets" / "mnist",
-    ROOT / "data" / "mnist",
-)
-IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
 SEED = 0
 # One image in 10,000 held out: the timed epoch is (nearly) all of MNIST's 60,000 training
 # images, the "MNIST epoch" of the targets, not the 54,000 that val_fraction=0.1 leaves.
@@ -762,10 +751,6 @@ def table(result: dict[str, Any]) -> str:
 # Command line
 
 
-def has_idx_files(folder: Path) -> bool:
-    return all((folder / n).is_file() or (folder / f"{n}.gz").is_file() for n in IDX_FILES)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
@@ -838,14 +823,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.embedded:
         args.mnist = None
     elif args.mnist is not None:
-        if not has_idx_files(args.mnist):
+        if not has_mnist_files(args.mnist):
             parser.error(
                 f"--mnist {args.mnist} lacks MNIST's IDX files ({', '.join(IDX_FILES)}, raw "
                 "or .gz); point it at their folder, or pass --embedded for mnist_5k"
             )
         args.mnist = args.mnist.resolve()
     else:
-        args.mnist = next((c for c in MNIST_CANDIDATES if has_idx_files(c)), None)
+        args.mnist = next((c for c in MNIST_CANDIDATES if has_mnist_files(c)), None)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device; use --device cpu")
     return args

@@ -55,21 +55,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mnist_files import IDX_FILES, MNIST_CANDIDATES, has_mnist_files
+
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("likelihood", "one_class", "stacked_mnist")
 BUDGETS = ("smoke", "quick", "full")
-# Where MNIST's IDX files are looked for when --mnist is not given, in order.
-MNIST_CANDIDATES = (
-    ROOT.parent / "shared" / "datasets" / "mnist",
-    ROOT / "shared" / "datasets" / "mnist",
-    ROOT / "data" / "mnist",
-)
-IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
 # Every command quiet: no bars, no model summary (a log of 20 runs stays readable).
 QUIET_TRAIN = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 # Images a class of the embedded subset gives a smoke run without --mnist.
@@ -353,19 +343,15 @@ def find_mnist(given: Path | None, budget: str, out: Path) -> Path:
     """The folder of MNIST's four IDX files: --mnist, else the usual places; for smoke
     without either, a small subset of the embedded digits written under OUT/data/mnist."""
     if given is not None:
-        if not has_idx(given):
+        if not has_mnist_files(given):
             raise ReproduceError(missing_mnist([given]))
         return given.resolve()
     if budget == "smoke":
         return write_embedded_subset(out / "data" / "mnist")
     for candidate in MNIST_CANDIDATES:
-        if has_idx(candidate):
+        if has_mnist_files(candidate):
             return candidate.resolve()
     raise ReproduceError(missing_mnist(list(MNIST_CANDIDATES)))
-
-
-def has_idx(folder: Path) -> bool:
-    return all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in IDX_FILES)
 
 
 def missing_mnist(looked: list[Path]) -> str:
@@ -380,7 +366,7 @@ def missing_mnist(looked: list[Path]) -> str:
 def write_embedded_subset(folder: Path) -> Path:
     """SMOKE_TRAIN_PER_CLASS and SMOKE_TEST_PER_CLASS digits of each class of the embedded
     mnist_5k, as the four raw IDX files of MNIST (written once, each whole)."""
-    if has_idx(folder):
+    if has_mnist_files(folder):
         return folder.resolve()
     import numpy as np
 

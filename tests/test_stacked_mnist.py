@@ -255,12 +255,9 @@ def classifier_ckpt(workdir: Path) -> Path:
     return train_checkpoint(workdir, *TINY_CLASSIFIER)
 
 
-@pytest.fixture(scope="module")
-def stacked_gan(workdir: Path) -> Path:
-    """A tiny DCGAN of 3-channel Stacked MNIST images."""
-    run, _ = new_run(
-        workdir,
-        "train",
+def tiny_stacked_dcgan(workdir: Path) -> tuple[str, ...]:
+    """`genlab train` overrides of a tiny DCGAN on 64 Stacked MNIST images."""
+    return (
         "data=stacked_mnist",
         f"data.root={workdir / 'mnist'}",
         *FAST,
@@ -272,6 +269,12 @@ def stacked_gan(workdir: Path) -> Path:
         "model.discriminator.width=8",
         "test=false",
     )
+
+
+@pytest.fixture(scope="module")
+def stacked_gan(workdir: Path) -> Path:
+    """A tiny DCGAN of 3-channel Stacked MNIST images."""
+    run, _ = new_run(workdir, "train", *tiny_stacked_dcgan(workdir))
     return run / "checkpoints" / "last.ckpt"
 
 
@@ -327,16 +330,7 @@ def test_the_coverage_callback_counts_modes_while_a_stacked_gan_trains(
     run, _ = new_run(
         workdir,
         "train",
-        "data=stacked_mnist",
-        f"data.root={workdir / 'mnist'}",
-        *FAST,
-        "data.stacked_size=64",
-        "data.stacked_test_size=40",
-        "model=dcgan",
-        "model.latent_dim=8",
-        "model.generator.width=8",
-        "model.discriminator.width=8",
-        "test=false",
+        *tiny_stacked_dcgan(workdir),
         "logger=csv",
         "+callbacks.coverage._target_=genlab.callbacks.ClassCoverageCallback",
         f"+callbacks.coverage.classifier_ckpt={classifier_ckpt}",
