@@ -75,6 +75,15 @@ def tiny_mnist(tmp_path: Path) -> Path:
     return make_idx_dataset(tmp_path / "mnist")
 
 
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A folder per test module holding the tiny MNIST in ``workdir/mnist``, where the
+    module's runs (and the checkpoints its tests share) are made."""
+    path = tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_"))
+    make_idx_dataset(path / "mnist")
+    return path
+
+
 # Options that make a `genlab train` run small and quiet enough for tests.
 FAST = [
     "trainer.max_epochs=1",

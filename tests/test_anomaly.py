@@ -9,19 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_idx_dataset, new_run, train_checkpoint
+from conftest import new_run, train_checkpoint
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from genlab.commands.anomaly import normal_classes
 from genlab.errors import ConfigError
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("anomaly")
-    make_idx_dataset(path / "mnist")
-    return path
 
 
 def anomaly(workdir: Path, *args: str) -> tuple[Path, str]:

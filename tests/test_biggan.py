@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import FAST, make_idx_dataset, new_run
+from conftest import FAST, new_run
 from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -37,13 +37,6 @@ from genlab.nn.gan import MLPGenerator, SelfAttention
 ADAM = functools.partial(torch.optim.Adam, lr=1e-4, betas=(0.0, 0.999))
 # Narrow networks for the training tests.
 TINY = ["model.generator.width=4", "model.discriminator.width=4", "model.ema_start=0"]
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("biggan")
-    make_idx_dataset(path / "mnist")
-    return path
 
 
 def networks(size: int = 32, *, width: int = 4, latent_dim: int = 120, **options):

@@ -15,7 +15,6 @@ import pytorch_lightning as pl
 import torch
 from conftest import (
     TINY_CLASSIFIER,
-    make_idx_dataset,
     mlp_vae,
     new_run,
     run_in_process,
@@ -39,13 +38,6 @@ TINY_GAN = (
     "model.generator.hidden_dims=[32]",
     "model.discriminator.hidden_dims=[32]",
 )
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ema")
-    make_idx_dataset(path / "mnist")
-    return path
 
 
 @pytest.fixture(scope="module")

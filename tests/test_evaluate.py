@@ -27,13 +27,6 @@ from genlab.errors import CheckpointError, ConfigError
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("evaluate")
-    make_idx_dataset(path / "mnist")
-    return path
-
-
-@pytest.fixture(scope="module")
 def ae_ckpt(workdir: Path) -> Path:
     return train_checkpoint(workdir, "model=ae", "model.latent_dim=8")
 

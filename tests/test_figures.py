@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import make_idx_dataset, new_run, train_checkpoint
+from conftest import new_run, train_checkpoint
 from PIL import Image
 
 import genlab.metrics.plots
@@ -94,13 +94,6 @@ def test_scatter_axes_name_the_projection(dims: int, method: str, axes: tuple[st
 
 
 # End to end: each command's figure, read from matplotlib before it is saved.
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("figures")
-    make_idx_dataset(path / "mnist")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import FAST, make_idx_dataset, new_run, run_genlab
+from conftest import FAST, new_run, run_genlab
 from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -57,13 +57,6 @@ SMALL = {
     **{name: CONV_SMALL for name in ("dcgan", "wgan", "wgan_gp", "sagan", "lsgan")},
 }
 ADAM = functools.partial(torch.optim.Adam, lr=1e-4)
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("gans")
-    make_idx_dataset(path / "mnist")
-    return path
 
 
 def data_args(workdir: Path) -> list[str]:

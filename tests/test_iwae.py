@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_idx_dataset, mlp_vae, new_run, train_checkpoint
+from conftest import mlp_vae, new_run, train_checkpoint
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -303,13 +303,6 @@ def test_recorded_config_rebuilds_the_model(binary_images: Tensor) -> None:
     rebuilt.load_state_dict(model.state_dict())
     rebuilt.eval()
     torch.testing.assert_close(rebuilt.score(binary_images), model.score(binary_images))
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("iwae")
-    make_idx_dataset(path / "mnist")
-    return path
 
 
 def test_train_evaluate_and_anomaly(workdir: Path) -> None:

@@ -15,13 +15,6 @@ from PIL import Image
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("latent")
-    make_idx_dataset(path / "mnist")
-    return path
-
-
-@pytest.fixture(scope="module")
 def ae_2d(workdir: Path) -> Path:
     return train_checkpoint(
         workdir, "model=deep_ae", "model.latent_dim=2", "model.encoder.hidden_dims=[64]"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import FAST, make_idx_dataset
+from conftest import FAST
 from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -26,13 +26,6 @@ from genlab.nn.gan import ConvDiscriminator, MLPDiscriminator, MLPGenerator
 
 # The unconditional GAN configs, each taking model.pack; cgan and biggan refuse it.
 PACKABLE = ["gan", "dcgan", "lsgan", "sagan", "wgan", "wgan_gp", "progan"]
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("pacgan")
-    make_idx_dataset(path / "mnist")
-    return path
 
 
 def compose_train(*overrides: str) -> DictConfig:

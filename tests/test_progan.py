@@ -14,7 +14,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from conftest import FAST, TINY_VAE, make_idx_dataset, new_run, run_in_process, train_checkpoint
+from conftest import FAST, TINY_VAE, new_run, run_in_process, train_checkpoint
 from hydra.utils import instantiate
 
 from genlab.checkpoint import load_model
@@ -42,13 +42,6 @@ TINY_PROGAN = (
     "model.fade_images=16",
     "model.stable_images=16",
 )
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("progan")
-    make_idx_dataset(path / "mnist")
-    return path
 
 
 def tiny_progan(image_size: int = 16, *, seed: int = 0, **options) -> ProGAN:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CLASSIFIER, TINY_VAE, make_idx_dataset, run_in_process, train_checkpoint
+from conftest import TINY_CLASSIFIER, TINY_VAE, run_in_process, train_checkpoint
 from omegaconf import OmegaConf
 
 import genlab
@@ -49,13 +49,6 @@ def test_quiet_prints_nothing_even_on_a_terminal(
     quiet.announce("t-SNE: a map")
     assert len(list(quiet.batches([[1, 2]], total=2, phase="encoding", what="2"))) == 1
     assert capsys.readouterr() == ("", "")
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("progress")
-    make_idx_dataset(path / "mnist")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from conftest import (
     FAST,
     IDX_NAMES,
     TINY_CLASSIFIER,
-    make_idx_dataset,
     new_run,
     train_checkpoint,
     write_idx,
@@ -240,13 +239,6 @@ def test_the_channelwise_classifier_classifies_each_channel() -> None:
 
 
 # The commands
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("modes")
-    make_idx_dataset(path / "mnist")
-    return path
 
 
 @pytest.fixture(scope="module")
