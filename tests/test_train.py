@@ -268,3 +268,11 @@ def test_max_time_stops_a_run_by_the_clock(tiny_mnist: Path, tmp_path: Path) -> 
     trainer = objects["trainer"]
     assert trainer.global_step >= 1
     assert trainer.current_epoch < 100000 - 1  # stopped by the clock, long before the epochs
+
+
+def test_a_bad_max_time_is_refused_before_training(tmp_path: Path) -> None:
+    from conftest import run_in_process
+
+    _, result = run_in_process(tmp_path, "train", "trainer.max_time=an hour", *FAST)
+    assert result.returncode != 0
+    assert "trainer.max_time must be a wall-clock limit DD:HH:MM:SS" in result.stderr

@@ -9,6 +9,7 @@ its checkpoint alone (see genlab.commands.resume and genlab.callbacks.checkpoint
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -220,6 +221,14 @@ def check_values(cfg: DictConfig) -> None:
                 raise ConfigError(f"{key} must not be negative (got {lr}); e.g. {key}=0.001")
     if cfg.data.get("batch_size") is not None:
         check_int(cfg, "data.batch_size", minimum=1, example=128)
+    max_time = cfg.trainer.get("max_time")
+    if max_time is not None and not (
+        isinstance(max_time, str) and re.fullmatch(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}", max_time)
+    ):
+        raise ConfigError(
+            f"trainer.max_time must be a wall-clock limit DD:HH:MM:SS (got {max_time!r}); "
+            "e.g. trainer.max_time=00:01:00:00 for an hour"
+        )
 
 
 def prepare(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
