@@ -342,6 +342,16 @@ def main(argv: list[str] | None = None) -> int:
 FAST_EXIT = "GENLAB_FAST_EXIT"
 
 
+def _has_live_children() -> bool:
+    """Whether this process has child processes still running (Linux's /proc); True where
+    that cannot be told, so the exit is then the usual one."""
+    try:
+        tasks = Path(f"/proc/{os.getpid()}/task").iterdir()
+        return any((task / "children").read_text().split() for task in tasks)
+    except OSError:
+        return True
+
+
 def run() -> None:
     """The `genlab` console script: ``main``, then an exit without the interpreter's
     teardown. Once torch and Lightning (with torchmetrics, scipy and matplotlib) are
@@ -360,7 +370,10 @@ def run() -> None:
     # then the atexit handlers; only the teardown of modules after them is skipped.
     join_threads = getattr(threading, "_shutdown", None)
     exit_now = getattr(atexit, "_run_exitfuncs", None)
-    if os.environ.get(FAST_EXIT, "1") == "0" or exit_now is None or join_threads is None:
+    usual = os.environ.get(FAST_EXIT, "1") == "0" or exit_now is None or join_threads is None
+    if usual or _has_live_children():
+        # Processes this one started (DDP ranks, launcher workers) may still need it while
+        # they finish: the usual exit, which has always let them.
         sys.exit(code)
     if isinstance(code, str):  # sys.exit("message") prints it and exits 1
         print(code, file=sys.stderr)

@@ -397,3 +397,18 @@ def test_the_console_script_exits_with_the_code_after_atexit_and_flushed_output(
         assert marker.read_text() == "yes"
         assert worker.read_text() == "ok"
     assert "unknown command 'no-such-command'" in result.stderr
+
+
+def test_the_fast_exit_waits_for_the_processes_it_started(tmp_path: Path) -> None:
+    """With a child process still running (a DDP rank finishing) the console script exits
+    the usual way; without one, it knows it has none."""
+    import genlab.cli
+
+    assert genlab.cli._has_live_children() is False
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        assert genlab.cli._has_live_children() is True
+    finally:
+        child.kill()
+        child.wait()
+    assert genlab.cli._has_live_children() is False
