@@ -24,6 +24,7 @@ scheduler's state in the checkpoint, so a resumed run continues the schedule exa
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any
 
@@ -35,13 +36,18 @@ from genlab.errors import ConfigError
 INTERVALS = ("step", "epoch")
 
 
-def _span(name: str, interval: str, total_steps: int, total_epochs: int) -> int:
-    """The scheduler's steps over the run: optimizer steps or epochs."""
+def _interval(interval: str) -> str:
     if interval not in INTERVALS:
         raise ConfigError(
             f"scheduler.interval={interval!r} is not one of {', '.join(INTERVALS)}; use "
             f"scheduler.interval=step (after every optimizer step) or epoch"
         )
+    return interval
+
+
+def _span(name: str, interval: str, total_steps: int, total_epochs: int) -> int:
+    """The scheduler's steps over the run: optimizer steps or epochs."""
+    _interval(interval)
     span = total_steps if interval == "step" else total_epochs
     if not math.isfinite(span) or span < 1:
         raise ConfigError(
@@ -181,6 +187,77 @@ def warmup_cosine(
     return _entry(
         lr_scheduler.SequentialLR(optimizer, [warm, cosine_part], milestones=[warmup]), interval
     )
+
+
+def _whole(key: str, value: Any, example: str, *, allow_none: bool = False) -> int | None:
+    """``value`` as a whole number of at least 1 (or None, where ``allow_none``)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        also = ", or null" if allow_none else ""
+        raise ConfigError(
+            f"scheduler.{key} must be a whole number of at least 1{also} (got {value!r}); "
+            f"e.g. scheduler.{key}={example}"
+        )
+    return value
+
+
+def _real(key: str, value: Any) -> float:
+    """``value`` as a finite real number (YAML and the command line give int or float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"scheduler.{key} must be a finite number (got {value!r})")
+    return float(value)
+
+
+def geometric_stages(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    total_epochs: int,
+    steps_per_epoch: int,
+    interval: str = "epoch",
+    first: int = 1,
+    growth: float = 3,
+    decay: float = 10 ** (-1 / 7),
+    stages: int | None = 8,
+) -> dict[str, Any]:
+    """Stages of constant lr, each ``growth`` times as long as the one before and at
+    ``decay`` times its lr: the schedule of the IWAE paper (Burda et al., 2016), whose
+    defaults these are, lr·10^(-i/7) for 3^i epochs, i = 0..7 (3280 epochs). Stage i lasts
+    L_i = ⌊first·growth^i + ½⌋ epochs (steps, with interval=step), so it starts at
+    B_i = L_0 + ... + L_(i-1), and ``lr_n = lr·decay^i`` for B_i <= n < B_(i+1); after the
+    last of the ``stages`` stages (None: no last one) the lr stays at its value. The stages
+    do not depend on the run's length: a shorter run stops partway through them, a longer
+    one stays at the last lr (and a resume may lengthen the run). With interval=step
+    the stages count optimizer steps (training batches, for a GAN): for runs bounded by
+    ``trainer.max_steps``; first = the steps of an epoch gives the epoch schedule. LambdaLR,
+    whose state is its step count: the stages come from the config on resume."""
+    _interval(interval)
+    first = _whole("first", first, "1")
+    stages = _whole("stages", stages, "8", allow_none=True)
+    growth = _real("growth", growth)
+    if growth < 1:
+        raise ConfigError(
+            f"scheduler.growth must be at least 1 (got {growth}): stage i lasts "
+            "first·growth^i epochs; e.g. scheduler.growth=3 (the IWAE paper's)"
+        )
+    decay = _real("decay", decay)
+    if not 0 < decay <= 1:
+        raise ConfigError(
+            f"scheduler.decay must be in (0, 1] (got {decay}): the lr's factor from one stage "
+            "to the next; e.g. scheduler.decay=0.719685673001152 (10^(-1/7), the paper's)"
+        )
+    # starts[j] is where stage j + 1 starts, grown as far as the schedule is asked about
+    # (with growth > 1 the lengths grow geometrically: a few dozen entries for any run).
+    starts: list[int] = []
+
+    def factor(n: int) -> float:
+        while (stages is None or len(starts) < stages - 1) and (not starts or starts[-1] <= n):
+            length = _round_half_up(first * growth ** len(starts))
+            starts.append((starts[-1] if starts else 0) + length)
+        return decay ** bisect.bisect_right(starts, n)
+
+    return _entry(lr_scheduler.LambdaLR(optimizer, factor), interval)
 
 
 def plateau(

@@ -34,9 +34,11 @@ def optimizer(lr: float = 1.0) -> torch.optim.Optimizer:
     return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
 
 
-def schedule(factory, n: int, *, steps: int = 20, epochs: int = 10, **options) -> list[float]:
+def schedule(
+    factory, n: int, *, steps: int = 20, epochs: int = 10, lr: float = 1.0, **options
+) -> list[float]:
     """The lr of each of the first ``n`` steps (or epochs) under ``factory``."""
-    opt = optimizer()
+    opt = optimizer(lr)
     entry = factory(opt, total_steps=steps, total_epochs=epochs, steps_per_epoch=2, **options)
     lrs = []
     for _ in range(n):
@@ -84,6 +86,51 @@ def test_warmup_cosine_warms_up_linearly_then_anneals() -> None:
     assert by_fraction == pytest.approx([1 / 3, 2 / 3, 1.0])
 
 
+def test_geometric_stages_is_the_iwae_papers_schedule() -> None:
+    # 1e-3·10^(-i/7) for 3^i epochs, i = 0..7: stage i starts at epoch (3^i - 1)/2, and after
+    # the 3280 epochs the lr stays at 1e-4. The run's length plays no part.
+    lrs = schedule(schedulers.geometric_stages, 3400, epochs=5, lr=1e-3)
+    stage = [sum((3**k - 1) // 2 <= n for k in range(1, 8)) for n in range(3400)]
+    assert lrs == pytest.approx([1e-3 * 10 ** (-i / 7) for i in stage], rel=1e-12, abs=0)
+    starts = [0, 1, 4, 13, 40, 121, 364, 1093]
+    assert [(3**i - 1) // 2 for i in range(8)] == starts
+    for i, start in enumerate(starts):
+        assert lrs[start] == pytest.approx(1e-3 * 10 ** (-i / 7), rel=1e-12)
+        if start:
+            assert lrs[start - 1] == pytest.approx(1e-3 * 10 ** (-(i - 1) / 7), rel=1e-12)
+    assert lrs[3279] == lrs[3280] == lrs[-1] == pytest.approx(1e-4, rel=1e-12)
+    assert len(set(lrs)) == 8
+
+
+def test_geometric_stages_rounds_fractional_stages_and_may_not_end() -> None:
+    # first 2, growth 1.5: stages of 2, 3, 5 (4.5 rounds up), 7 (6.75) epochs at 1, ½, ¼, ⅛.
+    lengths = [2, 3, 5, 7]
+    expected = [0.5**i for i, length in enumerate(lengths) for _ in range(length)]
+    options = {"first": 2, "growth": 1.5, "decay": 0.5}
+    lrs = schedule(schedulers.geometric_stages, 17, stages=None, **options)
+    assert lrs == expected
+    # The 18th epoch starts a fifth stage, which stages=4 does not have.
+    assert schedule(schedulers.geometric_stages, 18, stages=None, **options)[-1] == 0.5**4
+    assert schedule(schedulers.geometric_stages, 20, stages=4, **options) == expected + [0.5**3] * 3
+    assert schedule(schedulers.geometric_stages, 5, stages=1, **options) == [1.0] * 5
+    # growth 1 is a step schedule.
+    assert schedule(schedulers.geometric_stages, 6, first=2, growth=1, decay=0.5) == [
+        1, 1, 0.5, 0.5, 0.25, 0.25,
+    ]  # fmt: skip
+
+
+def test_geometric_stages_steps_by_epoch_or_by_step() -> None:
+    length = {"total_steps": 20, "total_epochs": 10, "steps_per_epoch": 2}
+    assert schedulers.geometric_stages(optimizer(), **length)["interval"] == "epoch"
+    entry = schedulers.geometric_stages(optimizer(), **length, interval="step")
+    assert entry["interval"] == "step"
+    # An unbounded run is fine: the stages do not depend on its length.
+    entry = schedulers.geometric_stages(
+        optimizer(), total_steps=math.inf, total_epochs=math.inf, steps_per_epoch=math.inf
+    )
+    assert isinstance(entry["scheduler"], torch.optim.lr_scheduler.LambdaLR)
+
+
 def test_plateau_cuts_the_lr_after_patience_validations_without_progress() -> None:
     opt = optimizer()
     entry = schedulers.plateau(
@@ -106,6 +153,17 @@ def test_plateau_cuts_the_lr_after_patience_validations_without_progress() -> No
         (schedulers.linear_decay, {"constant_fraction": 2}, "scheduler.constant_fraction"),
         (schedulers.warmup_cosine, {"warmup_steps": 50}, "scheduler.warmup_steps"),
         (schedulers.step, {"step_size": 0}, "scheduler.step_size"),
+        (schedulers.geometric_stages, {"interval": "batch"}, "scheduler.interval"),
+        (schedulers.geometric_stages, {"first": 0}, "scheduler.first"),
+        (schedulers.geometric_stages, {"first": 1.5}, "scheduler.first"),
+        (schedulers.geometric_stages, {"growth": 0.5}, "scheduler.growth"),
+        (schedulers.geometric_stages, {"growth": "3"}, "scheduler.growth"),
+        (schedulers.geometric_stages, {"growth": math.inf}, "scheduler.growth"),
+        (schedulers.geometric_stages, {"decay": 0}, "scheduler.decay"),
+        (schedulers.geometric_stages, {"decay": 1.5}, "scheduler.decay"),
+        (schedulers.geometric_stages, {"decay": True}, "scheduler.decay"),
+        (schedulers.geometric_stages, {"stages": 0}, "scheduler.stages"),
+        (schedulers.geometric_stages, {"stages": 2.0}, "scheduler.stages"),
     ],
 )
 def test_bad_settings_name_their_key(factory, options, message: str) -> None:
@@ -154,6 +212,20 @@ def test_an_autoencoder_is_scheduled_and_logs_its_lr(workdir: Path) -> None:
     assert states[0]["last_epoch"] == 3
     # 2 training batches an epoch (of 32 images), each logged with that epoch's lr.
     assert logged(run, "train/lr") == pytest.approx([1e-3] * 2 + [5e-4] * 2 + [2.5e-4] * 2)
+
+
+def test_geometric_stages_in_training_changes_the_lr_on_its_epochs(workdir: Path) -> None:
+    # The paper's defaults over 5 epochs: stage 0 is epoch 0, stage 1 epochs 1-3, then 4.
+    run = train(
+        workdir, "model=ae", "logger=csv", "trainer.max_epochs=5", "scheduler=geometric_stages"
+    )
+    decay = 10 ** (-1 / 7)
+    lrs, states = last_state(run)
+    assert states[0]["last_epoch"] == 5
+    assert lrs == pytest.approx([1e-3 * decay**2], rel=1e-12)
+    # 2 training batches an epoch.
+    expected = [1e-3] * 2 + [1e-3 * decay] * 6 + [1e-3 * decay**2] * 2
+    assert logged(run, "train/lr") == pytest.approx(expected, rel=1e-6)
 
 
 def test_both_optimizers_of_a_gan_are_scheduled(workdir: Path) -> None:
@@ -231,6 +303,12 @@ STOPPED_RUNS = {
     "ae linear_decay, by epoch": (("model=ae", "scheduler=linear_decay"), 4),
     "gan warmup_cosine, by batch, mid-epoch": ((*TINY_GAN, *WARMUP), 3),
     "gan linear_decay, by epoch": ((*TINY_GAN, "scheduler=linear_decay"), 4),
+    # Stages start at steps 1 and 4 (by step) or epoch 1 (by epoch).
+    "ae geometric_stages, by step, mid-epoch": (
+        ("model=ae", "scheduler=geometric_stages", "scheduler.interval=step"),
+        3,
+    ),
+    "gan geometric_stages, by epoch": ((*TINY_GAN, "scheduler=geometric_stages"), 2),
 }
 
 
@@ -270,7 +348,8 @@ def test_plateau_resumes_exactly_from_an_epochs_end(workdir: Path, model: tuple[
 
 def test_the_scheduler_group_composes() -> None:
     assert not genlab.compose("train", [], output_dir="out").scheduler
-    for name in ("cosine", "step", "linear_decay", "warmup_cosine", "plateau"):
+    names = ("cosine", "step", "linear_decay", "warmup_cosine", "geometric_stages", "plateau")
+    for name in names:
         cfg = genlab.compose("train", [f"scheduler={name}"], output_dir="out")
         assert cfg.scheduler._target_ == f"genlab.schedulers.{name}"
         assert cfg.scheduler._partial_ is True
@@ -340,3 +419,22 @@ def test_a_resume_that_changes_a_cosine_runs_length_is_refused(workdir: Path) ->
     run = train(workdir, "model=ae", "scheduler=step", "trainer.max_epochs=1")
     new_run(workdir, "train", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
             "trainer.max_epochs=2")  # fmt: skip
+
+
+def test_the_likelihood_reproductions_follow_the_iwae_papers_lr_decay() -> None:
+    from genlab.commands.common import CONFIG_DIR
+
+    overlays = sorted(Path(CONFIG_DIR, "experiment").glob("repro_likelihood_*.yaml"))
+    assert {"repro_likelihood_vae", "repro_likelihood_iwae", "repro_likelihood_conv_vae"} <= {
+        p.stem for p in overlays
+    }
+    for overlay in overlays:
+        cfg = genlab.compose("train", [f"experiment={overlay.stem}"], output_dir="out")
+        assert cfg.scheduler._target_ == "genlab.schedulers.geometric_stages", overlay.stem
+        assert cfg.optimizer.lr == 1e-3
+        options = {k: v for k, v in cfg.scheduler.items() if not k.startswith("_")}
+        lrs = schedule(schedulers.geometric_stages, 3281, lr=cfg.optimizer.lr, **options)
+        starts = [0, 1, 4, 13, 40, 121, 364, 1093, 3280]
+        expected = [1e-3 * 10 ** (-min(i, 7) / 7) for i in range(9)]
+        assert [lrs[n] for n in starts] == pytest.approx(expected, rel=1e-12), overlay.stem
+        assert lrs[1092] == lrs[364] and lrs[3279] == lrs[3280]
