@@ -25,9 +25,11 @@ overlay, configs/experiment/repro_*.yaml, with the budget's options on top:
 Runs live under --out (default outputs/reproduce/TABLE/BUDGET): runs/NAME (one per model,
 setting and seed) and eval/NAME. A run whose metrics.json says it finished is reused, one
 that stopped with a checkpoint is continued (`genlab train resume=RUN`), never retrained;
-an evaluation whose metrics.json exists is reused. The table goes to OUT/TABLE.md, with the
-commands, seeds, hardware and wall times, and into its own section of docs/results.md
-(--results; smoke writes there only when --results is given).
+an evaluation whose metrics.json exists is reused. OUT/ledger.json records the command
+behind each: a run that another command made (another budget's epochs) is refused, with
+what to do, and an evaluation another command made is run again. The table goes to
+OUT/TABLE.md, with the commands, seeds, hardware and wall times, and into its own section of
+docs/results.md (--results; smoke writes there only when --results is given).
 
 The commands run in this process by default, composed as the `genlab` command line composes
 them (genlab.compose, then the command under the CLI's error handling): a subprocess spends
@@ -73,13 +75,22 @@ class ReproduceError(Exception):
 # ---------------------------------------------------------------------------------------------
 # Budgets: what each table's runs take at each budget, on top of the overlays.
 
-LIKELIHOOD_MODELS = ("vae", "conv_vae", "iwae")
+# Each an overlay configs/experiment/repro_likelihood_MODEL.yaml; vae2 is iwae2 at k = 1.
+LIKELIHOOD_MODELS = ("vae", "vae2", "iwae", "iwae2", "conv_vae")
+_TINY_TWO_LAYERS = [
+    "model.encoder.hidden_dims=[32]",
+    "model.encoder.latent_dim=8",
+    "model.upper_encoder.hidden_dims=[16]",
+    "model.latent_dim=4",
+]
 LIKELIHOOD = {
     "smoke": {
         "train": ["trainer.max_epochs=1", "data.batch_size=32"],
         "model": {
             "vae": ["model.encoder.hidden_dims=[32]", "model.latent_dim=4"],
+            "vae2": _TINY_TWO_LAYERS,
             "iwae": ["model.encoder.hidden_dims=[32]", "model.latent_dim=4", "model.k=5"],
+            "iwae2": [*_TINY_TWO_LAYERS, "model.k=5"],
             "conv_vae": ["model.latent_dim=4"],
         },
         "evaluate": ["k=20", "likelihood_images=32"],
@@ -88,7 +99,9 @@ LIKELIHOOD = {
         "train": ["data.batch_size=100"],
         "model": {
             "vae": ["trainer.max_epochs=20"],
+            "vae2": ["trainer.max_epochs=20"],
             "iwae": ["trainer.max_epochs=8"],
+            "iwae2": ["trainer.max_epochs=8"],
             "conv_vae": ["trainer.max_epochs=10"],
         },
         "evaluate": ["k=5000", "likelihood_images=250"],
@@ -148,7 +161,7 @@ STACKED = {
     },
     "quick": {
         "classifier": ["trainer.max_epochs=1"],
-        "gan": ["trainer.max_epochs=2", "data.stacked_size=25600"],
+        "gan": ["trainer.max_epochs=10", "data.stacked_size=25600"],
         "batch": {1: 64, 2: 128},
         "evaluate": ["num_samples=26000"],
     },
@@ -216,10 +229,24 @@ class Runner:
         self.steps.append(step)
         ledger = self._ledger()
         key = str(step.directory.relative_to(self.out))
-        earlier = ledger.get(key, {}).get("wall_s", 0.0) if step.status == "resumed" else 0.0
         if step.status != "reused":
-            ledger[key] = {"command": step.line, "wall_s": round(step.wall_s + earlier, 3)}
+            entry = {"command": step.line, "wall_s": round(step.wall_s, 3)}
+            if step.status == "resumed":  # the command it continues, and its time so far
+                earlier = ledger.get(key, {})
+                entry = {**earlier, "wall_s": round(step.wall_s + earlier.get("wall_s", 0), 3)}
+            ledger[key] = entry
             write_json(self.ledger_path, ledger)
+
+    def check_same_command(self, directory: Path, line: str) -> None:
+        """Refuse to reuse or continue a run that another command made (another budget's
+        epochs, a changed overlay option): its figures would not be this command's."""
+        recorded = self._ledger().get(str(directory.relative_to(self.out)), {}).get("command")
+        if recorded is not None and recorded != line:
+            raise ReproduceError(
+                f"{directory} was made by another command than this budget's:\n  it ran:  "
+                f"{recorded}\n  now:     {line}\nremove that directory to run it again, or "
+                "pass --out DIR to keep both"
+            )
 
     def earlier_wall(self, directory: Path) -> float:
         """The wall time the run in ``directory`` took when it ran (0 if unknown)."""
@@ -232,6 +259,7 @@ class Runner:
         last = run / "checkpoints" / "last.ckpt"
         args = [*overrides, *QUIET_TRAIN]
         line = command_line("train", [*args, f"hydra.run.dir={run}"])
+        self.check_same_command(run, line)
         if finished(run) and last.is_file():
             self._reuse("train", run, line)
             return run
@@ -261,8 +289,13 @@ class Runner:
         args = [*args, "quiet=true"]
         line = command_line(command, [*args, f"hydra.run.dir={directory}"])
         inputs = [Path(a.split("=", 1)[1]) for a in args if a.startswith(("ckpt=", "features="))]
-        if metrics.is_file() and all(
-            p.stat().st_mtime_ns <= metrics.stat().st_mtime_ns for p in inputs if p.is_file()
+        recorded = self._ledger().get(str(directory.relative_to(self.out)), {}).get("command")
+        if (
+            metrics.is_file()
+            and recorded in (None, line)
+            and all(
+                p.stat().st_mtime_ns <= metrics.stat().st_mtime_ns for p in inputs if p.is_file()
+            )
         ):
             self._reuse(command, directory, line)
         else:
@@ -478,9 +511,11 @@ def likelihood_table(ctx: Context) -> list[str]:
         "50",
     )
     names = {
-        "vae": "genlab vae",
+        "vae": "genlab vae, 1 stochastic layer",
+        "vae2": "genlab vae, 2 stochastic layers (iwae2, k = 1)",
+        "iwae": f"genlab iwae, k = {k_train}, 1 stochastic layer",
+        "iwae2": f"genlab iwae2, k = {k_train}, 2 stochastic layers",
         "conv_vae": "genlab conv_vae",
-        "iwae": f"genlab iwae (k = {k_train})",
     }
     for model in LIKELIHOOD_MODELS:
         lines.append(
@@ -489,8 +524,11 @@ def likelihood_table(ctx: Context) -> list[str]:
         )
     lines += [
         "",
-        "genlab's vae and iwae have the paper's one-stochastic-layer networks (784-200-200-50, "
-        "tanh); the published IWAE row is the two-layer model, which genlab does not offer.",
+        "genlab's rows have the paper's networks: vae and iwae one stochastic layer "
+        "(784-200-200-50, tanh), vae2 and iwae2 two (784-200-200-100-100-100-50, tanh, "
+        "mirrored); each trained with the paper's protocol (batch 20 where the budget keeps it, "
+        "Adam eps 1e-4, lr 1e-3·10^(−i/7) for 3^i epochs). conv_vae is genlab's own "
+        "convolutional VAE, with a 50-unit code.",
     ]
     return lines
 

@@ -1,7 +1,9 @@
 """The importance-weighted autoencoder: its log-weights against a direct computation, the
 k-sample bound against the ELBO (Jensen per set of draws, equality at k = 1, growth with k)
 and against log p(x) by quadrature, its gradient, its options, and `genlab train model=iwae`
-followed by `genlab evaluate` and `genlab anomaly` on the checkpoint."""
+followed by `genlab evaluate` and `genlab anomaly` on the checkpoint. Then the same for the
+paper's two-stochastic-layer model (model=iwae2), whose log-weights evaluate asks it for,
+and the commands that sample, interpolate and embed in its top layer."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from conftest import mlp_vae, new_run, train_checkpoint
+from conftest import mirrored_decoder, mlp_vae, new_run, run_in_process, train_checkpoint
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -23,9 +26,11 @@ from torch.distributions import Bernoulli, Normal
 from genlab.commands.common import CONFIG_DIR
 from genlab.errors import ConfigError
 from genlab.metrics.likelihood import likelihood_bounds
-from genlab.models import IWAE, VariationalAutoencoder
+from genlab.models import IWAE, TwoLayerIWAE, VariationalAutoencoder
+from genlab.models.capabilities import ImportanceWeighted
 from genlab.models.iwae import iwae_bound
 from genlab.models.vae import kl_divergence
+from genlab.nn.gaussian import MLPGaussianEncoder
 
 
 def iwae(**options) -> IWAE:
@@ -343,3 +348,283 @@ def test_train_evaluate_and_anomaly(workdir: Path) -> None:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["index", "label", "score", "neg_elbo"]
     assert len(rows) == 40 and all(float(r["neg_elbo"]) > 0 for r in rows)
+
+
+# The two-stochastic-layer model.
+
+
+def two_layer(*, h1: int = 6, h2: int = 3, **options) -> TwoLayerIWAE:
+    """A small TwoLayerIWAE on 28-pixel images: x -16- h1 -8- h2 and its mirror, tanh."""
+    shape = {"in_channels": 1, "image_size": 28}
+    gaussian = functools.partial(MLPGaussianEncoder, hidden_activation="tanh")
+    return TwoLayerIWAE(
+        encoder=gaussian(**shape, latent_dim=h1, hidden_dims=[16]),
+        decoder=mirrored_decoder(1, 28, h1, [16], "tanh"),
+        upper_encoder=gaussian(in_channels=h1, image_size=1, latent_dim=h2, hidden_dims=[8]),
+        upper_decoder=gaussian(in_channels=h2, image_size=1, latent_dim=h1, hidden_dims=[8]),
+        **shape,
+        latent_dim=h2,
+        **options,
+    )
+
+
+def test_two_layer_log_weights_match_a_direct_computation(binary_images: Tensor) -> None:
+    """log w = log p(x|h1) + log p(h1|h2) + log p(h2) − log q(h1|x) − log q(h2|h1), one draw
+    at a time with torch.distributions, h1 = μ1 + σ1·ε1 and h2 = μ2(h1) + σ2(h1)·ε2 with
+    ε1 [k, B, h1] then ε2 [k, B, h2] from a generator seeded as the model's."""
+    torch.manual_seed(0)
+    model = two_layer().double().eval()
+    x = binary_images[:5].double()
+    k = 7
+    with torch.no_grad():
+        weights = model.log_weights(x, k=k, generator=torch.Generator().manual_seed(3))
+        generator = torch.Generator().manual_seed(3)
+        eps1 = torch.randn(k, 5, 6, generator=generator, dtype=torch.float64)
+        eps2 = torch.randn(k, 5, 3, generator=generator, dtype=torch.float64)
+        mu1, logvar1 = model.encoder(x)
+        q1 = Normal(mu1, (0.5 * logvar1).exp())
+        expected = []
+        for i in range(k):
+            h1 = q1.loc + q1.scale * eps1[i]
+            mu2, logvar2 = model.upper_encoder(h1)
+            q2 = Normal(mu2, (0.5 * logvar2).exp())
+            h2 = q2.loc + q2.scale * eps2[i]
+            prior_mu1, prior_logvar1 = model.upper_decoder(h2)
+            p1 = Normal(prior_mu1, (0.5 * prior_logvar1).exp())
+            px = Bernoulli(logits=model.decoder(h1))
+            expected.append(
+                px.log_prob(x).flatten(1).sum(1)
+                + p1.log_prob(h1).sum(1)
+                + Normal(0.0, 1.0).log_prob(h2).sum(1)
+                - q1.log_prob(h1).sum(1)
+                - q2.log_prob(h2).sum(1)
+            )
+    assert weights.shape == (k, 5)
+    torch.testing.assert_close(weights, torch.stack(expected), rtol=1e-10, atol=1e-9)
+
+
+def test_two_layer_bound_against_its_draws(binary_images: Tensor) -> None:
+    """For every set of draws L_k ≥ the mean log-weight (and ≤ the largest); L_1 is the one
+    log-weight; and E[L_20] is well above E[L_1] (means over 100 sets of draws)."""
+    torch.manual_seed(0)
+    model = two_layer().eval()
+    x = binary_images[:6]
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for k in (1, 2, 5, 30):
+            for _ in range(10):
+                weights = model.log_weights(x, k=k, generator=generator)
+                bound = iwae_bound(weights)
+                assert (bound >= weights.mean(dim=0)).all(), k
+                assert (bound <= weights.max(dim=0).values).all(), k
+                if k == 1:
+                    torch.testing.assert_close(bound, weights[0])
+        repeats = 100
+        single = model.log_weights(x, k=repeats, generator=generator)
+        twenty = iwae_bound(
+            model.log_weights(x, k=20 * repeats, generator=generator).view(20, -1, 6)
+        )
+    for draws in (single, twenty):
+        assert draws.shape == (repeats, 6)
+    error = (single.var(dim=0) / repeats + twenty.var(dim=0) / repeats).sqrt()
+    assert (twenty.mean(dim=0) > single.mean(dim=0) + 5 * error).all()
+
+
+def test_evaluate_takes_the_two_layer_models_own_log_weights(binary_images: Tensor) -> None:
+    """likelihood_bounds of an ImportanceWeighted model: the bound of its log-weights and
+    their mean as the ELBO, for a seed; asked max_decodes // B draws at a time, the same
+    generator carrying on between the calls."""
+    torch.manual_seed(0)
+    model = two_layer().eval()
+    assert isinstance(model, ImportanceWeighted)
+    x = binary_images[:6]
+
+    def seeded() -> torch.Generator:
+        return torch.Generator().manual_seed(5)
+
+    with torch.no_grad():
+        own = model.log_weights(x, k=9, generator=seeded())
+        generator = seeded()
+        # max_decodes 27 decodes 27 // 6 = 4 draws of the 6 images at a time: 4, 4, 1.
+        chunked = torch.cat([model.log_weights(x, k=n, generator=generator) for n in (4, 4, 1)])
+    elbo, bound = likelihood_bounds(model, x, k=9, generator=seeded())
+    torch.testing.assert_close(bound, iwae_bound(own))
+    torch.testing.assert_close(elbo, own.mean(dim=0))
+    elbo, bound = likelihood_bounds(model, x, k=9, generator=seeded(), max_decodes=27)
+    torch.testing.assert_close(bound, iwae_bound(chunked))
+    torch.testing.assert_close(elbo, chunked.mean(dim=0))
+    assert not torch.equal(chunked, own)  # the chunks draw in another order
+    # Anomaly's −ELBO is minus the mean of num_samples log-weights.
+    neg_elbo = model.negative_elbo(x, num_samples=9, generator=seeded())
+    torch.testing.assert_close(neg_elbo, -own.mean(dim=0))
+
+
+def test_two_layer_loss_and_its_gradient(binary_images: Tensor) -> None:
+    model = two_layer(k=8)
+    torch.manual_seed(0)
+    terms = model.loss_terms(binary_images)
+    torch.manual_seed(0)
+    parts = model.importance_terms(binary_images, k=8)
+    assert set(terms) == {"loss", "iwae_bound", "recon", "kl", "elbo"}
+    torch.testing.assert_close(terms["loss"], -terms["iwae_bound"])
+    torch.testing.assert_close(
+        terms["iwae_bound"], iwae_bound(parts["log_lik"] + parts["log_ratio"]).mean()
+    )
+    # The KL is sampled, so the ELBO is the mean log-weight.
+    torch.testing.assert_close(terms["kl"], -parts["log_ratio"].mean())
+    torch.testing.assert_close(terms["elbo"], (parts["log_lik"] + parts["log_ratio"]).mean())
+    assert terms["iwae_bound"] > terms["elbo"]
+    terms["loss"].backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+    assert {n.split(".")[0] for n, _ in model.named_parameters()} == {
+        "encoder",
+        "decoder",
+        "upper_encoder",
+        "upper_decoder",
+    }
+
+
+def test_two_layer_codes_are_h2_and_decode_follows_the_means(binary_images: Tensor) -> None:
+    """encode: the mean of q(h2|h1) at h1 = the mean of q(h1|x); decode: sigmoid of p(x|h1)'s
+    logits at h1 = the mean of p(h1|h2); samples and the fixed grid codes are h2."""
+    torch.manual_seed(0)
+    model = two_layer().eval()
+    x = binary_images[:4]
+    with torch.no_grad():
+        codes = model.encode(x)
+        assert codes.shape == (4, 3) and model.latent_dim == 3
+        torch.testing.assert_close(codes, model.upper_encoder(model.encoder(x)[0])[0])
+        decoded = model.decode(codes)
+        expected = torch.sigmoid(model.decoder(model.upper_decoder(codes)[0]))
+        torch.testing.assert_close(decoded, expected)
+        torch.testing.assert_close(model.reconstruct(x), decoded)
+        assert model.fixed_z.shape == (64, 3)
+        samples = model.sample(5, generator=torch.Generator().manual_seed(2))
+    assert samples.shape == (5, 1, 28, 28)
+    assert samples.min() >= 0 and samples.max() <= 1
+
+
+def test_two_layer_config_is_the_papers_model() -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["model=iwae2", "data=mnist"])
+    model = instantiate(cfg.model)
+    assert type(model) is TwoLayerIWAE and isinstance(model, IWAE)
+    assert model.k == 50 and model.latent_dim == 50 and model.likelihood == "bernoulli"
+
+    def linears(network: torch.nn.Module) -> list[tuple[int, int]]:
+        return [
+            (m.in_features, m.out_features)
+            for m in network.modules()
+            if isinstance(m, torch.nn.Linear)
+        ]
+
+    assert linears(model.encoder) == [(784, 200), (200, 200), (200, 100), (200, 100)]
+    assert linears(model.upper_encoder) == [(100, 100), (100, 100), (100, 50), (100, 50)]
+    assert linears(model.upper_decoder) == [(50, 100), (100, 100), (100, 100), (100, 100)]
+    assert linears(model.decoder) == [(100, 200), (200, 200), (200, 784)]
+    for network in (model.encoder, model.upper_encoder, model.upper_decoder, model.decoder):
+        assert any(isinstance(m, torch.nn.Tanh) for m in network.modules())
+    assert sum(p.numel() for p in model.trainable_parameters()) == 521_084
+    assert {"HasPrior", "Variational", "ImportanceWeighted"} <= set(model.capabilities)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["model=iwae", "data=mnist"])
+    assert "ImportanceWeighted" not in instantiate(cfg.model).capabilities
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "model.upper_encoder.latent_dim=20",
+            "model.upper_encoder.latent_dim is 20 where the layers need 50",
+        ),
+        ("model.decoder.latent_dim=30", "model.decoder.latent_dim is 30 where the layers need 100"),
+        ("model.upper_decoder.in_channels=40", "model.upper_decoder reads 40 inputs"),
+    ],
+)
+def test_two_layer_sizes_that_do_not_chain_are_refused(override: str, message: str) -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["model=iwae2", "data=mnist", override])
+    with pytest.raises(Exception, match=message) as raised:
+        instantiate(cfg.model)
+    # Hydra wraps the error of a _target_ it instantiates; ours is the cause.
+    error = raised.value
+    while not isinstance(error, ConfigError) and error.__cause__ is not None:
+        error = error.__cause__
+    assert isinstance(error, ConfigError)
+
+
+def test_two_layer_recorded_config_rebuilds_the_model(binary_images: Tensor) -> None:
+    model = two_layer(k=3).eval()
+    rebuilt = instantiate(model.model_config(), _convert_="all")
+    assert type(rebuilt) is TwoLayerIWAE and rebuilt.k == 3 and rebuilt.latent_dim == 3
+    rebuilt.load_state_dict(model.state_dict())
+    rebuilt.eval()
+    with torch.no_grad():
+        ours, theirs = (
+            m.log_weights(binary_images, k=4, generator=torch.Generator()) for m in (model, rebuilt)
+        )
+    torch.testing.assert_close(theirs, ours)
+
+
+def test_two_layer_train_evaluate_anomaly_and_latent_commands(workdir: Path) -> None:
+    ckpt = train_checkpoint(
+        workdir,
+        "model=iwae2",
+        "model.encoder.hidden_dims=[32]",
+        "model.encoder.latent_dim=8",
+        "model.upper_encoder.hidden_dims=[16]",
+        "model.latent_dim=4",
+        "model.k=5",
+        "data.binarize=true",
+        "trainer.max_epochs=2",
+    )
+    run = ckpt.parent.parent
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/iwae_bound", "train/elbo"} <= scalars
+    assert {"val/loss", "val/iwae_bound", "val/elbo", "val/recon", "val/kl"} <= scalars
+    bound = [e.value for e in events.Scalars("val/iwae_bound")]
+    elbo = [e.value for e in events.Scalars("val/elbo")]
+    assert len(bound) == 2 and all(b > e for b, e in zip(bound, elbo, strict=True))
+    grids = {p.name for p in (run / "images").iterdir()}
+    for grid in ("val_reconstructions", "val_samples", "val_interpolation"):
+        assert f"{grid}_epoch001.png" in grids, grids
+
+    import genlab
+
+    restored = genlab.load(ckpt)
+    assert type(restored) is TwoLayerIWAE and restored.k == 5 and restored.latent_dim == 4
+
+    evaluated, _ = new_run(workdir, "evaluate", f"ckpt={ckpt}", "k=50")
+    metrics = json.loads((evaluated / "metrics.json").read_text())["metrics"]
+    assert math.isfinite(metrics["test/elbo"]) and math.isfinite(metrics["test/log_likelihood"])
+    assert metrics["test/log_likelihood"] >= metrics["test/elbo"]
+    assert metrics["test/elbo"] < 0
+
+    scored, _ = new_run(workdir, "anomaly", f"ckpt={ckpt}", "elbo_samples=2")
+    with (scored / "scores.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["index", "label", "score", "neg_elbo"]
+    assert len(rows) == 40 and all(float(r["neg_elbo"]) > 0 for r in rows)
+
+    # Samples are the decodings of h2 ~ N(0, I), through the mean of p(h1|h2).
+    sampled, _ = new_run(workdir, "sample", f"ckpt={ckpt}", "n=6", "seed=1")
+    assert (sampled / "samples.png").stat().st_size > 0
+    saved = torch.load(sampled / "samples.pt", weights_only=True)
+    assert saved["z"].shape == (6, 4) and saved["images"].shape == (6, 1, 28, 28)
+    restored.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(saved["images"], restored.decode(saved["z"]))
+
+    interpolated, _ = new_run(
+        workdir, "interpolate", f"ckpt={ckpt}", "pairs=[[0,1]]", "steps=4", "method=slerp"
+    )
+    saved = torch.load(interpolated / "interpolation.pt", weights_only=True)
+    assert saved["images"].shape == (1, 4, 1, 28, 28)
+    embedded, result = run_in_process(workdir, "embed", f"ckpt={ckpt}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert np.load(embedded / "codes.npz")["codes"].shape == (40, 4)

@@ -72,7 +72,11 @@ def common_checks(text: str, out: Path, table: str) -> None:
 
 
 def test_likelihood_smoke_then_reused_and_resumed(
-    reproduce: ModuleType, mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    reproduce: ModuleType,
+    mnist: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out, results = tmp_path / "out", tmp_path / "results.md"
     args = ["likelihood", "--budget", "smoke", "--mnist", str(mnist), "--out", str(out)]
@@ -82,12 +86,18 @@ def test_likelihood_smoke_then_reused_and_resumed(
     for row, value in reproduce.LIKELIHOOD_PUBLISHED:
         assert f"| {row} | {value:.2f} |" in text
     rows = genlab_rows(text)
-    assert set(rows) == {"genlab vae", "genlab conv_vae", "genlab iwae (k = 5)"}
+    assert set(rows) == {
+        "genlab vae, 1 stochastic layer",
+        "genlab vae, 2 stochastic layers (iwae2, k = 1)",
+        "genlab iwae, k = 5, 1 stochastic layer",
+        "genlab iwae2, k = 5, 2 stochastic layers",
+        "genlab conv_vae",
+    }
     for cells in rows.values():
         bound, negative_elbo = numbers(cells[0])[0], numbers(cells[1])[0]
         # Positive nats, and the importance-weighted bound is no looser than the ELBO.
         assert math.isfinite(bound) and 0 < bound <= negative_elbo + 1e-6
-    assert text.count("| ran |") == 6
+    assert text.count("| ran |") == 10
     section = results.read_text()
     assert "<!-- results:likelihood:smoke -->" in section
     assert "| genlab conv_vae |" in section
@@ -97,8 +107,8 @@ def test_likelihood_smoke_then_reused_and_resumed(
     assert len(before) >= 3
     printed = invoke(reproduce, capsys, *args, "--results", str(results))
     assert checkpoints(out) == before
-    assert printed.count("reproduce.py: reused ") == 6
-    assert "6 of 6 runs reused" in (out / "likelihood.md").read_text()
+    assert printed.count("reproduce.py: reused ") == 10
+    assert "10 of 10 runs reused" in (out / "likelihood.md").read_text()
     assert results.read_text().count("<!-- results:likelihood:smoke -->") == 1
 
     # A run that stopped (no finished metrics.json, a checkpoint) is resumed, not retrained.
@@ -108,6 +118,17 @@ def test_likelihood_smoke_then_reused_and_resumed(
     assert "| runs/vae_seed0 | resumed |" in (out / "likelihood.md").read_text()
     others = {p: t for p, t in before.items() if p.parts[-3] != "vae_seed0"}
     assert {p: t for p, t in checkpoints(out).items() if p in others} == others
+
+    # Runs made by another command (here: another budget's epochs) are neither reused nor
+    # continued: the error names the run and both commands, and nothing is touched.
+    before = checkpoints(out)
+    smoke = reproduce.LIKELIHOOD["smoke"]
+    monkeypatch.setitem(smoke, "train", [*smoke["train"], "trainer.max_epochs=2"])
+    assert reproduce.main(args) == 1
+    err = capsys.readouterr().err
+    assert "was made by another command" in err and "trainer.max_epochs=2" in err
+    assert "--out DIR" in err
+    assert checkpoints(out) == before
 
 
 def test_one_class_smoke(

@@ -7,6 +7,11 @@ With z₁..z_k drawn from q(z|x) and weights w_i = p(x, z_i) / q(z_i|x),
 
 the middle bound tightening towards log p(x) as k grows (k = 1 is the ELBO in
 expectation). Papers report −log p(x) from this bound with k in the thousands.
+
+For a one-layer VAE (q(z|x) one Gaussian, p(z) = N(0, I)) the weights are built here from
+the model's encoder distribution and decoder likelihood. A model with more stochastic layers
+declares ``ImportanceWeighted`` and computes its own weights; its ELBO is then the mean of
+the k log-weights, a Monte Carlo estimate where the one-layer ELBO has the exact KL.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import torch
 from torch import Tensor
 
 from genlab.errors import ConfigError
-from genlab.models.capabilities import Variational, require
+from genlab.models.capabilities import ImportanceWeighted, Variational, require
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -27,7 +32,7 @@ def check_variational(model: torch.nn.Module) -> None:
         model,
         Variational,
         to="be given an ELBO or likelihood: that needs an encoder distribution q(z|x) and a "
-        "decoder likelihood p(x|z) (model=vae or model=conv_vae)",
+        "decoder likelihood p(x|z) (model=vae, conv_vae, iwae or iwae2)",
     )
 
 
@@ -50,10 +55,16 @@ def likelihood_bounds(
     The ELBO uses the exact KL and the Monte-Carlo mean of log p(x|z) over the draws. The
     draws are decoded in batches of at most ``max_decodes`` images (whole images times
     draws) to bound memory.
+
+    An ``ImportanceWeighted`` model gives its own log-weights, asked for ``max_decodes // B``
+    draws at a time from the same generator; its ELBO is the mean of its k log-weights (a
+    Monte Carlo ELBO: there is no closed-form KL to use).
     """
     check_variational(model)
     if k < 1:
         raise ConfigError(f"k, the importance samples per image, must be at least 1 (got {k})")
+    if isinstance(model, ImportanceWeighted):
+        return _bounds_from_own_weights(model, x, k=k, generator=generator, max_decodes=max_decodes)
     from genlab.models.vae import kl_divergence
 
     batch = x.shape[0]
@@ -82,3 +93,24 @@ def likelihood_bounds(
         iw_bound = torch.logsumexp(log_weights, dim=0) - math.log(k)
         elbo = torch.cat(log_px_z).mean(dim=0) - kl_divergence(mu, logvar)
     return elbo, iw_bound
+
+
+def _bounds_from_own_weights(
+    model: ImportanceWeighted,
+    x: Tensor,
+    *,
+    k: int,
+    generator: torch.Generator | None,
+    max_decodes: int,
+) -> tuple[Tensor, Tensor]:
+    """``likelihood_bounds`` of a model that computes its own log-weights: the mean of the k
+    log-weights [B] and their importance-weighted bound [B]."""
+    per_round = max(1, max_decodes // x.shape[0])
+    with torch.inference_mode():
+        log_weights = torch.cat(
+            [
+                model.log_weights(x, k=min(per_round, k - start), generator=generator)
+                for start in range(0, k, per_round)
+            ]
+        )
+    return log_weights.mean(dim=0), torch.logsumexp(log_weights, dim=0) - math.log(k)

@@ -15,7 +15,7 @@ from genlab.models.autoencoders import (
 from genlab.models.base import GenlabModule
 from genlab.models.classifier import Classifier
 from genlab.models.gans import GAN, WGAN, WGANGP, ConditionalGAN
-from genlab.models.iwae import IWAE
+from genlab.models.iwae import IWAE, TwoLayerIWAE
 from genlab.models.reconstruction import ReconstructionModel
 from genlab.models.tcvae import BetaTCVAE
 from genlab.models.translation import CycleGAN, Pix2Pix
@@ -39,5 +39,6 @@ __all__ = [
     "Pix2Pix",
     "ReconstructionModel",
     "SparseAutoencoder",
+    "TwoLayerIWAE",
     "VariationalAutoencoder",
 ]

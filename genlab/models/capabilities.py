@@ -19,6 +19,9 @@ Python then refuses to build a class that forgot one.
 - ``Reconstructs``: ``reconstruct(x)`` (evaluate's per-pixel error);
 - ``Variational``: q(z|x) and p(x|z) through ``encode_distribution``, ``decode_logits``,
   ``reconstruction_nll``, ``negative_elbo`` (evaluate's ELBO and log p(x), anomaly's −ELBO);
+- ``ImportanceWeighted``: a Variational model that computes its own importance log-weights,
+  ``log_weights(x, k=, generator=)``, where one Gaussian q(z|x) and an N(0, I) prior do not
+  describe it (stacked stochastic layers): evaluate's bounds are then built on those;
 - ``Classifies``: ``features(x)``, logits from ``forward``, ``num_classes`` (evaluate's
   accuracy, and ``features=`` / ``classify=`` of the other commands);
 - ``Translates``: ``translate(x)``, images of the other domain (image-to-image models).
@@ -152,6 +155,24 @@ class Variational(Encodes):
     ) -> Tensor: ...
 
 
+class ImportanceWeighted(Variational):
+    """Computes its own importance log-weights log p(x, h) − log q(h|x) for draws h of all its
+    latent variables, since one Gaussian q(z|x) and an N(0, I) prior do not describe them."""
+
+    # Variational's methods say how to draw one Gaussian code and decode it; from those alone
+    # genlab.metrics.likelihood builds the log-weights of a one-layer VAE. A model with more
+    # than one stochastic layer (q(h₁|x) q(h₂|h₁), p(h₂) p(h₁|h₂) p(x|h₁)) has log-weights
+    # no caller can assemble from them, so it hands them over whole; its ELBO is then their
+    # mean, a Monte Carlo estimate, as no closed-form KL covers the hierarchy.
+
+    @abstractmethod
+    def log_weights(self, x: Tensor, *, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """log w_i = log p(x, h_i) − log q(h_i|x) [k, B] for images [B, C, H, W], from k
+        draws h_i ~ q(h|x) per image; the noise from ``generator``, drawn where it lives, so
+        one seed gives the same weights on any device. Callers that bound memory ask for a
+        few draws at a time, the generator carrying on from one call to the next."""
+
+
 class Classifies(Capability):
     """Predicts class logits [B, num_classes] and exposes its penultimate features."""
 
@@ -177,6 +198,7 @@ CAPABILITIES: tuple[type[Capability], ...] = (
     ScoresAnomalies,
     Reconstructs,
     Variational,
+    ImportanceWeighted,
     Classifies,
     Translates,
 )
