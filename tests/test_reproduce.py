@@ -150,14 +150,17 @@ def test_one_class_smoke(
         "genlab denoising_ae, reconstruction error",
         "genlab conv_vae, reconstruction error",
         "genlab conv_vae, −ELBO",
+        # The budget's ablation: conv_ae with one option changed, for the first seed.
+        "genlab conv_ae, batch 16 (seed 0), reconstruction error",
     }
+    assert "data.batch_size=32 data.batch_size=16" in text  # the ablation's command
     for cells in rows.values():
         # Digits 0 and 1 ran, the others did not; AUROCs in percent; the mean of the two.
         aurocs = [numbers(c)[0] for c in cells[:2]]
         assert all(0 <= a <= 100 for a in aurocs)
         assert cells[2:10] == ["–"] * 8
         assert numbers(cells[10])[0] == pytest.approx(sum(aurocs) / 2, abs=0.051)
-    assert text.count("genlab anomaly ckpt=") == 6
+    assert text.count("genlab anomaly ckpt=") == 8
     # The section is added; the file's other section stays as it was.
     kept = results.read_text()
     assert kept.startswith("# Mine\n\n<!-- results:likelihood:quick -->\nkept\n")
@@ -166,7 +169,7 @@ def test_one_class_smoke(
     before = checkpoints(out)
     printed = invoke(reproduce, capsys, *args)
     assert checkpoints(out) == before
-    assert printed.count("reproduce.py: reused ") == 12
+    assert printed.count("reproduce.py: reused ") == 16
     assert "+ genlab" not in printed
 
 

@@ -157,7 +157,8 @@ class LastCheckpoint(pl.Callback):
     # Saving.
 
     def save(self, trainer: pl.Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        # Said outright: left unset, Lightning prints that it defaults to False at every save.
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_at = time.monotonic()
         self._saved_step = trainer.global_step
 
