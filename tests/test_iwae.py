@@ -310,6 +310,19 @@ def test_recorded_config_rebuilds_the_model(binary_images: Tensor) -> None:
     torch.testing.assert_close(rebuilt.score(binary_images), model.score(binary_images))
 
 
+def check_logged_bounds(run: Path, *, epochs: int) -> EventAccumulator:
+    """The run logged the bound and the ELBO's terms in training and validation, and each
+    epoch's validation bound is above its ELBO; its TensorBoard events."""
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/iwae_bound", "train/elbo"} <= scalars
+    assert {"val/loss", "val/iwae_bound", "val/elbo", "val/recon", "val/kl"} <= scalars
+    bound = [e.value for e in events.Scalars("val/iwae_bound")]
+    elbo = [e.value for e in events.Scalars("val/elbo")]
+    assert len(bound) == epochs and all(b > e for b, e in zip(bound, elbo, strict=True))
+    return events
+
+
 def test_train_evaluate_and_anomaly(workdir: Path) -> None:
     ckpt = train_checkpoint(
         workdir,
@@ -321,16 +334,10 @@ def test_train_evaluate_and_anomaly(workdir: Path) -> None:
         "trainer.max_epochs=2",
     )
     run = ckpt.parent.parent
-    events = EventAccumulator(str(run / "tensorboard")).Reload()
-    scalars = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/iwae_bound", "train/elbo"} <= scalars
-    assert {"val/loss", "val/iwae_bound", "val/elbo", "val/recon", "val/kl"} <= scalars
+    events = check_logged_bounds(run, epochs=2)
     loss = [e.value for e in events.Scalars("val/loss")]
     bound = [e.value for e in events.Scalars("val/iwae_bound")]
-    elbo = [e.value for e in events.Scalars("val/elbo")]
-    assert len(loss) == 2
     assert loss == pytest.approx([-b for b in bound], rel=1e-5)
-    assert all(b > e for b, e in zip(bound, elbo, strict=True))
 
     import genlab
 
@@ -583,13 +590,7 @@ def test_two_layer_train_evaluate_anomaly_and_latent_commands(workdir: Path) -> 
         "trainer.max_epochs=2",
     )
     run = ckpt.parent.parent
-    events = EventAccumulator(str(run / "tensorboard")).Reload()
-    scalars = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/iwae_bound", "train/elbo"} <= scalars
-    assert {"val/loss", "val/iwae_bound", "val/elbo", "val/recon", "val/kl"} <= scalars
-    bound = [e.value for e in events.Scalars("val/iwae_bound")]
-    elbo = [e.value for e in events.Scalars("val/elbo")]
-    assert len(bound) == 2 and all(b > e for b, e in zip(bound, elbo, strict=True))
+    check_logged_bounds(run, epochs=2)
     grids = {p.name for p in (run / "images").iterdir()}
     for grid in ("val_reconstructions", "val_samples", "val_interpolation"):
         assert f"{grid}_epoch001.png" in grids, grids
