@@ -153,7 +153,7 @@ ONE_CLASS = {
             Setting(
                 "batch 200 (the paper's)", "conv_ae", "conv_ae_batch200", ("data.batch_size=200",)
             ),
-            Setting("10 epochs", "conv_ae", "conv_ae_10epochs", ("trainer.max_epochs=10",)),
+            Setting("10 epochs", "conv_ae", "conv_ae_10epochs", ("trainer.max_epochs=10",), 3),
         ),
     },
     "full": {

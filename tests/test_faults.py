@@ -196,7 +196,7 @@ def test_periodic_saves_follow_the_steps_and_the_clock() -> None:
     saved: list[int] = []
     trainer = SimpleNamespace(
         global_step=0,
-        save_checkpoint=lambda path: saved.append(trainer.global_step),
+        save_checkpoint=lambda path, **options: saved.append(trainer.global_step),
         strategy=SimpleNamespace(reduce_boolean_decision=lambda flag, all: flag),
         should_stop=False,
     )
