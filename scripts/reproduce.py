@@ -562,8 +562,9 @@ def likelihood_table(ctx: Context) -> list[str]:
 def one_class_table(ctx: Context) -> list[str]:
     budget = ONE_CLASS[ctx.budget]
     digits = budget["digits"]
-    settings = [Setting(model, model, model, ()) for model in ONE_CLASS_MODELS]
-    settings = [replace(s, seeds=len(ctx.seeds)) for s in settings] + list(budget["ablations"])
+    settings = [Setting(model, model, model, (), len(ctx.seeds)) for model in ONE_CLASS_MODELS]
+    # An ablation takes its own seeds, no more than --seeds gives.
+    settings += [replace(s, seeds=min(s.seeds, len(ctx.seeds))) for s in budget["ablations"]]
     # (setting label, score) -> digit -> AUROCs (%) over the setting's seeds
     found: dict[tuple[str, str], dict[int, list[float]]] = {}
     for setting in settings:
@@ -630,7 +631,7 @@ def one_class_table(ctx: Context) -> list[str]:
     lines += [
         "",
         "Ablations: conv_vae's two rows rank the same models by reconstruction error and by "
-        f"−ELBO; the rows that name a change train conv_ae with it on top of this budget's "
+        f"−ELBO; the rows that name a change train that model with it on top of this budget's "
         f"`{train}`.",
     ]
     return lines

@@ -323,6 +323,22 @@ def check_logged_bounds(run: Path, *, epochs: int) -> EventAccumulator:
     return events
 
 
+def check_evaluate_and_anomaly(workdir: Path, ckpt: Path) -> None:
+    """`genlab evaluate` gives a finite ELBO and a log p(x) bound above it, and `genlab
+    anomaly` a positive −ELBO for every image."""
+    evaluated, _ = new_run(workdir, "evaluate", f"ckpt={ckpt}", "k=50")
+    metrics = json.loads((evaluated / "metrics.json").read_text())["metrics"]
+    assert math.isfinite(metrics["test/elbo"]) and math.isfinite(metrics["test/log_likelihood"])
+    assert metrics["test/log_likelihood"] >= metrics["test/elbo"]
+    assert metrics["test/elbo"] < 0
+
+    scored, _ = new_run(workdir, "anomaly", f"ckpt={ckpt}", "elbo_samples=2")
+    with (scored / "scores.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["index", "label", "score", "neg_elbo"]
+    assert len(rows) == 40 and all(float(r["neg_elbo"]) > 0 for r in rows)
+
+
 def test_train_evaluate_and_anomaly(workdir: Path) -> None:
     ckpt = train_checkpoint(
         workdir,
@@ -344,17 +360,7 @@ def test_train_evaluate_and_anomaly(workdir: Path) -> None:
     restored = genlab.load(ckpt)
     assert type(restored) is IWAE and restored.k == 5
 
-    evaluated, _ = new_run(workdir, "evaluate", f"ckpt={ckpt}", "k=50")
-    metrics = json.loads((evaluated / "metrics.json").read_text())["metrics"]
-    assert math.isfinite(metrics["test/elbo"]) and math.isfinite(metrics["test/log_likelihood"])
-    assert metrics["test/log_likelihood"] >= metrics["test/elbo"]
-    assert metrics["test/elbo"] < 0
-
-    scored, _ = new_run(workdir, "anomaly", f"ckpt={ckpt}", "elbo_samples=2")
-    with (scored / "scores.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["index", "label", "score", "neg_elbo"]
-    assert len(rows) == 40 and all(float(r["neg_elbo"]) > 0 for r in rows)
+    check_evaluate_and_anomaly(workdir, ckpt)
 
 
 # The two-stochastic-layer model.
@@ -600,17 +606,7 @@ def test_two_layer_train_evaluate_anomaly_and_latent_commands(workdir: Path) -> 
     restored = genlab.load(ckpt)
     assert type(restored) is TwoLayerIWAE and restored.k == 5 and restored.latent_dim == 4
 
-    evaluated, _ = new_run(workdir, "evaluate", f"ckpt={ckpt}", "k=50")
-    metrics = json.loads((evaluated / "metrics.json").read_text())["metrics"]
-    assert math.isfinite(metrics["test/elbo"]) and math.isfinite(metrics["test/log_likelihood"])
-    assert metrics["test/log_likelihood"] >= metrics["test/elbo"]
-    assert metrics["test/elbo"] < 0
-
-    scored, _ = new_run(workdir, "anomaly", f"ckpt={ckpt}", "elbo_samples=2")
-    with (scored / "scores.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["index", "label", "score", "neg_elbo"]
-    assert len(rows) == 40 and all(float(r["neg_elbo"]) > 0 for r in rows)
+    check_evaluate_and_anomaly(workdir, ckpt)
 
     # Samples are the decodings of h2 ~ N(0, I), through the mean of p(h1|h2).
     sampled, _ = new_run(workdir, "sample", f"ckpt={ckpt}", "n=6", "seed=1")
