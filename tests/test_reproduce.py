@@ -5,6 +5,7 @@ reuses every run instead of training again (a stopped run is resumed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -132,8 +133,17 @@ def test_likelihood_smoke_then_reused_and_resumed(
 
 
 def test_one_class_smoke(
-    reproduce: ModuleType, mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    reproduce: ModuleType,
+    mnist: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # An ablation asking for more seeds than --seeds (smoke: 1) runs only those there are.
+    (ablation,) = reproduce.ONE_CLASS["smoke"]["ablations"]
+    monkeypatch.setitem(
+        reproduce.ONE_CLASS["smoke"], "ablations", (dataclasses.replace(ablation, seeds=3),)
+    )
     out, results = tmp_path / "out", tmp_path / "results.md"
     results.write_text(
         "# Mine\n\n<!-- results:likelihood:quick -->\nkept\n<!-- /results:likelihood:quick -->\n"
