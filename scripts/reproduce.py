@@ -45,8 +45,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
-import platform
 import re
 import shutil
 import statistics
@@ -249,34 +247,35 @@ class Runner:
         except (OSError, ValueError):
             return {}
 
+    def recorded(self, directory: Path) -> dict[str, Any]:
+        """What the ledger says of the run in ``directory``: its ``command`` and ``wall_s``
+        ({} if it has never run here)."""
+        return self._ledger().get(str(directory.relative_to(self.out)), {})
+
     def _record(self, step: Step) -> None:
         from genlab.atomic import write_json
 
         self.steps.append(step)
+        if step.status == "reused":
+            return
+        entry = {"command": step.line, "wall_s": round(step.wall_s, 3)}
+        if step.status == "resumed":  # the command it continues, and its time so far
+            earlier = self.recorded(step.directory)
+            entry = {**earlier, "wall_s": round(step.wall_s + earlier.get("wall_s", 0), 3)}
         ledger = self._ledger()
-        key = str(step.directory.relative_to(self.out))
-        if step.status != "reused":
-            entry = {"command": step.line, "wall_s": round(step.wall_s, 3)}
-            if step.status == "resumed":  # the command it continues, and its time so far
-                earlier = ledger.get(key, {})
-                entry = {**earlier, "wall_s": round(step.wall_s + earlier.get("wall_s", 0), 3)}
-            ledger[key] = entry
-            write_json(self.ledger_path, ledger)
+        ledger[str(step.directory.relative_to(self.out))] = entry
+        write_json(self.ledger_path, ledger)
 
     def check_same_command(self, directory: Path, line: str) -> None:
         """Refuse to reuse or continue a run that another command made (another budget's
         epochs, a changed overlay option): its figures would not be this command's."""
-        recorded = self._ledger().get(str(directory.relative_to(self.out)), {}).get("command")
+        recorded = self.recorded(directory).get("command")
         if recorded is not None and recorded != line:
             raise ReproduceError(
                 f"{directory} was made by another command than this budget's:\n  it ran:  "
                 f"{recorded}\n  now:     {line}\nremove that directory to run it again, or "
                 "pass --out DIR to keep both"
             )
-
-    def earlier_wall(self, directory: Path) -> float:
-        """The wall time the run in ``directory`` took when it ran (0 if unknown)."""
-        return float(self._ledger().get(str(directory.relative_to(self.out)), {}).get("wall_s", 0))
 
     def train(self, name: str, overrides: Sequence[str]) -> Path:
         """A finished training run ``runs/NAME``: reused if its metrics.json says finished,
@@ -315,10 +314,9 @@ class Runner:
         args = [*args, "quiet=true"]
         line = command_line(command, [*args, f"hydra.run.dir={directory}"])
         inputs = [Path(a.split("=", 1)[1]) for a in args if a.startswith(("ckpt=", "features="))]
-        recorded = self._ledger().get(str(directory.relative_to(self.out)), {}).get("command")
         if (
             metrics.is_file()
-            and recorded in (None, line)
+            and self.recorded(directory).get("command") in (None, line)
             and all(
                 p.stat().st_mtime_ns <= metrics.stat().st_mtime_ns for p in inputs if p.is_file()
             )
@@ -335,7 +333,9 @@ class Runner:
 
     def _reuse(self, command: str, directory: Path, line: str) -> None:
         print(f"reproduce.py: reused {directory}", flush=True)
-        self.steps.append(Step(command, directory, line, "reused", self.earlier_wall(directory)))
+        # The wall time it took when it ran (0 if unknown).
+        wall = float(self.recorded(directory).get("wall_s", 0))
+        self.steps.append(Step(command, directory, line, "reused", wall))
 
     def _run(
         self, command: str, args: list[str], directory: Path, line: str, *, resuming: bool = False
@@ -532,15 +532,13 @@ def likelihood_table(ctx: Context) -> list[str]:
     ]
     for row, value in LIKELIHOOD_PUBLISHED:
         lines.append(f"| {row} | {value:.2f} | | IWAE paper, Table 1 |")
-    k_train = next(
-        (o.split("=")[1] for o in budget["model"].get("iwae", []) if o.startswith("model.k=")),
-        "50",
-    )
+    # The k each IWAE trained with: its budget's model.k, else the overlay's 50.
+    k_of = {m: option(budget["model"].get(m, []), "model.k", "50") for m in ("iwae", "iwae2")}
     names = {
         "vae": "genlab vae, 1 stochastic layer",
         "vae2": "genlab vae, 2 stochastic layers (iwae2, k = 1)",
-        "iwae": f"genlab iwae, k = {k_train}, 1 stochastic layer",
-        "iwae2": f"genlab iwae2, k = {k_train}, 2 stochastic layers",
+        "iwae": f"genlab iwae, k = {k_of['iwae']}, 1 stochastic layer",
+        "iwae2": f"genlab iwae2, k = {k_of['iwae2']}, 2 stochastic layers",
         "conv_vae": "genlab conv_vae",
     }
     for model in LIKELIHOOD_MODELS:
@@ -719,11 +717,14 @@ TITLES = {
 DEFAULT_SEEDS = {"likelihood": 1, "one_class": 3, "stacked_mnist": 3}
 
 
-def option(overrides: Sequence[str], key: str) -> str:
+def option(overrides: Sequence[str], key: str, default: str | None = None) -> str:
+    """The value of ``key`` among the overrides KEY=VALUE (``default`` if absent)."""
     for item in overrides:
         if item.startswith(f"{key}="):
             return item.split("=", 1)[1]
-    raise KeyError(key)
+    if default is None:
+        raise KeyError(key)
+    return default
 
 
 # ---------------------------------------------------------------------------------------------
@@ -731,21 +732,12 @@ def option(overrides: Sequence[str], key: str) -> str:
 
 
 def hardware(device: str) -> str:
-    import torch
+    from benchlib import machine_info  # imports torch: only once the runs are done
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    where = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    info = machine_info(device)
     return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), device: {device} ({where})"
+        f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} "
+        f"({info['threads']} threads), device: {device} ({info.get('gpu', 'CPU')})"
     )
 
 

@@ -10,6 +10,7 @@ import math
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -22,13 +23,16 @@ REPO = SCRIPTS.parent
 
 
 @pytest.fixture(scope="module")
-def reproduce() -> ModuleType:
+def reproduce() -> Iterator[ModuleType]:
+    # scripts/ on the path while the module's tests run, as `python scripts/reproduce.py`
+    # has it: the script imports its neighbours (benchlib) when it needs them.
     sys.path.insert(0, str(SCRIPTS))
     try:
         import reproduce as module
+
+        yield module
     finally:
         sys.path.remove(str(SCRIPTS))
-    return module
 
 
 @pytest.fixture(scope="module")
