@@ -108,11 +108,7 @@ def step(
     """``lr_n = lr·gamma^floor(n/step_size)``: the lr times ``gamma`` every ``step_size``
     epochs (or steps, with interval=step); StepLR."""
     _span("step", interval, total_steps, total_epochs)
-    if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-        raise ConfigError(
-            f"scheduler.step_size must be a whole number of at least 1 (got {step_size!r}); "
-            "e.g. scheduler.step_size=10"
-        )
+    _whole("step_size", step_size, "10")
     if not 0 < gamma <= 1:
         raise ConfigError(f"scheduler.gamma must be in (0, 1] (got {gamma}); e.g. 0.1")
     return _entry(lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma), interval)
