@@ -69,6 +69,14 @@ class InMemoryDataModule(pl.LightningDataModule):
     pin_memory: bool
     # (epoch, batches done) of the checkpoint a run resumes from.
     _resume_at: tuple[int, int] | None = None
+    # Set through ``take_chunks`` for a model that takes several optimizer steps per
+    # Lightning iteration (performance.steps_per_execution; genlab.models.fusion).
+    chunk: int = 1
+    train_limit: int | float | None = None
+    # The batches of the current epoch trained so far, counted by such a model (a chunk
+    # that max_steps cuts short counts only the batches it trained); None: one a Lightning
+    # iteration, read from the loop.
+    trained: int | None = None
 
     def sampler(self, split: str, *, train: bool, skip: tuple[int, int] | None) -> Any:
         raise NotImplementedError
@@ -82,8 +90,29 @@ class InMemoryDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is None or trainer.state.fn != "fit":
             return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        done = self.trained
+        if done is None:
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         return {"epoch": trainer.current_epoch, "batches": done * trainer.world_size}
+
+    # Whether ``sampler`` yields chunks of batches (``take_chunks``).
+    chunks_batches = False
+
+    def take_chunks(self, chunk: int, limit: int | float | None) -> None:
+        """Has the training sampler yield ``chunk`` batches at once and keep ``limit`` batches
+        an epoch (None: all), and starts counting ``trained``."""
+        self.chunk = chunk
+        self.train_limit = limit
+        self.trained = 0
+
+    def start_epoch(self, epoch: int) -> None:
+        """Restarts ``trained`` for ``epoch``: the batches a resumed run had trained on."""
+        resumed = self._resume_at
+        self.trained = resumed[1] if resumed is not None and resumed[0] == epoch else 0
+
+    def batches_per_epoch(self) -> int:
+        """The training batches of an epoch (limit applied), whatever the chunk."""
+        return self.sampler("train", train=True, skip=None).batches_per_epoch()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state:
@@ -270,6 +299,8 @@ class ImageDataModule(InMemoryDataModule):
         x = to_shape(x, channels=self.channels, image_size=self.image_size)
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
 
+    chunks_batches = True
+
     def sampler(self, split: str, *, train: bool, skip: tuple[int, int] | None) -> Any:
         return IndexBatchSampler(
             len(self.splits[split]),
@@ -279,6 +310,8 @@ class ImageDataModule(InMemoryDataModule):
             drop_last=train and len(self.splits[split]) > self.batch_size,
             seed=self.seed,
             skip=skip,
+            chunk=self.chunk if train else 1,
+            limit=self.train_limit if train else None,
         )
 
     def test_split(self) -> str:

@@ -50,6 +50,13 @@ class IndexBatchSampler(Sampler[Tensor]):
     Used as a DataLoader's ``sampler`` with ``batch_size=None``. Lightning tells it the
     epoch (``set_epoch``); where it cannot (under DDP Lightning wraps the sampler), each
     pass over it counts as the next epoch. Under DDP each process takes its share.
+
+    ``chunk`` = K > 1 yields the indices of K consecutive batches at once (the last chunk of
+    an epoch may hold fewer), for a model that takes K optimizer steps per Lightning
+    iteration (``performance.steps_per_execution``): one gather then serves K steps, and the
+    batches are exactly those of ``chunk=1``. ``limit`` keeps the first batches of every
+    epoch, as ``trainer.limit_train_batches`` does (an int: that many; a float: that share),
+    counted in batches whatever the chunk.
     """
 
     def __init__(
@@ -61,6 +68,8 @@ class IndexBatchSampler(Sampler[Tensor]):
         drop_last: bool,
         seed: int,
         skip: tuple[int, int] | None = None,
+        chunk: int = 1,
+        limit: int | float | None = None,
     ) -> None:
         self.size = size
         self.batch_size = batch_size
@@ -68,15 +77,30 @@ class IndexBatchSampler(Sampler[Tensor]):
         self.drop_last = drop_last
         self.seed = seed
         self.skip = skip
+        self.chunk = chunk
+        self.limit = limit
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    def all_batches(self) -> int:
+        """The batches of a whole epoch, before ``limit``."""
         if self.drop_last:
             return self.size // self.batch_size
         return -(-self.size // self.batch_size)
+
+    def batches_per_epoch(self) -> int:
+        """The batches of an epoch, ``limit`` applied (Lightning's rounding for a float)."""
+        batches = self.all_batches()
+        if self.limit is None:
+            return batches
+        if isinstance(self.limit, float):
+            return int(batches * self.limit)
+        return min(batches, self.limit)
+
+    def __len__(self) -> int:
+        return -(-self.batches_per_epoch() // self.chunk)
 
     def next_epoch(self) -> tuple[int, torch.Generator]:
         """The epoch this pass draws, counted on, and its order's generator, seeded by
@@ -97,7 +121,8 @@ class IndexBatchSampler(Sampler[Tensor]):
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
-        batches = order[: len(self) * self.batch_size if self.drop_last else None].split(
-            self.batch_size
-        )
-        yield from batches[self.first_batch(epoch) :]
+        batches = self.batches_per_epoch()
+        order = order[: min(batches * self.batch_size, self.size)]
+        # Batch i is order[i·B : (i+1)·B], and a chunk of K consecutive batches one slice.
+        step = self.batch_size * self.chunk
+        yield from order[self.first_batch(epoch) * self.batch_size :].split(step)
