@@ -17,6 +17,11 @@ none of them helps:
 - ``channels_last``: conv models' weights (and so activations) in the NHWC layout, which
   cuDNN's tensor-core kernels prefer (under bf16 mixed precision most of all).
 
+``steps_per_execution`` (auto, or K >= 1) has a genlab model take K optimizer steps per
+Lightning iteration, so that Lightning's per-iteration cost is paid once per K steps; auto
+picks 16 for models without convolutions and on a CUDA device, 1 otherwise. See
+genlab.models.fusion for what it keeps exact and where it applies.
+
 ``compile`` (false, true or a torch.compile backend name) compiles each of a genlab
 model's networks in place with ``nn.Module.compile``: parameter names, and so checkpoints,
 stay as they are, so a compiled run resumes from an uncompiled checkpoint and back. The
@@ -46,6 +51,7 @@ class Performance:
     matmul_precision: str | None
     channels_last: bool
     compile: str | None = None
+    steps_per_execution: int | str = "auto"
 
 
 def _switch(cfg: Any, key: str) -> str | bool:
@@ -92,7 +98,23 @@ def resolve(cfg: Any, *, cuda: bool | None = None) -> Performance:
         matmul_precision=precision,
         channels_last=cuda if layout == "auto" else bool(layout),
         compile=check_compile(node.get("compile", False) if node is not None else False),
+        steps_per_execution=check_steps(
+            node.get("steps_per_execution", "auto") if node is not None else "auto"
+        ),
     )
+
+
+def check_steps(value: Any) -> int | str:
+    """``performance.steps_per_execution``: auto or a whole number of at least 1."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"performance.steps_per_execution must be auto or a whole number of at least 1 "
+            f"(got {value!r}); 1 takes one optimizer step per Lightning iteration, auto 16 "
+            "for models without convolutions"
+        )
+    return value
 
 
 def check_compile(value: Any) -> str | None:

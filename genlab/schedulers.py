@@ -300,6 +300,14 @@ def training_length(trainer: Any, *, manual: bool) -> dict[str, int]:
     max_steps batches, though it may take fewer (a GAN counts both networks' steps)."""
     total_steps = trainer.estimated_stepping_batches
     batches = trainer.num_training_batches
+    datamodule = trainer.datamodule
+    if getattr(datamodule, "chunk", 1) > 1:
+        # Fused steps (genlab.models.fusion): an iteration trains a chunk of batches.
+        batches = datamodule.batches_per_epoch()
+        epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
+        total_steps = batches * epochs
+        if trainer.max_steps >= 0:
+            total_steps = min(total_steps, trainer.max_steps)
     accumulate = 1 if manual else max(1, int(trainer.accumulate_grad_batches or 1))
     steps_per_epoch = math.ceil(batches / accumulate) if math.isfinite(batches) else math.inf
     max_epochs = trainer.max_epochs

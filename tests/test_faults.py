@@ -37,6 +37,9 @@ RUN = [
     "test=false",
     "logger=csv",
     "checkpoint.every_n_steps=1",
+    # Faults land at given batches and a checkpoint follows every step: one step an
+    # iteration (fused chunks resume exactly too: tests/test_fusion.py).
+    "performance.steps_per_execution=1",
 ]
 
 

@@ -316,7 +316,8 @@ STOPPED_RUNS = {
 def test_a_run_stopped_by_a_signal_resumes_its_schedule_exactly(
     workdir: Path, overrides: tuple[str], batch: int
 ) -> None:
-    overrides = (*overrides, "trainer.max_epochs=3")
+    # The signal lands at a given batch: one step an iteration (not fused chunks).
+    overrides = (*overrides, "trainer.max_epochs=3", "performance.steps_per_execution=1")
     straight = train(workdir, *overrides)
     stopped = stopped_run(workdir, batch, *overrides)
     checkpoint = torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)

@@ -298,6 +298,8 @@ def train(
     model = instantiate(cfg.model)
     if performance.channels_last and isinstance(model, GenlabModule) and has_convolutions(model):
         model.use_channels_last()
+    if isinstance(model, GenlabModule):
+        model.steps_per_execution = performance.steps_per_execution
     if performance.compile is not None:
         # In place, after the layout change: parameter names (checkpoints) stay the same.
         compiled = compile_networks(model, performance.compile)

@@ -100,6 +100,9 @@ class GenlabModule(pl.LightningModule):
     # How the learning rates are logged, in build_optimizers' order: train/lr_NAME each
     # (train/lr for a single optimizer left unnamed).
     optimizer_names: tuple[str, ...] = ()
+    # Optimizer steps per Lightning iteration: 1, K or "auto" (genlab.models.fusion);
+    # `genlab train` sets it from performance.steps_per_execution.
+    steps_per_execution: int | str = 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -162,6 +165,10 @@ class GenlabModule(pl.LightningModule):
         batch (so that each epoch ends with its own values); the progress bar's term is
         logged every step while a bar is shown."""
         sync = stage != "train"
+        fusion = self.fusion
+        if stage == "train" and fusion is not None:
+            fusion.record(terms, stage, prog_bar)
+            return
         if stage == "train" and not self.logs_this_step():
             shown = self._trainer is not None and self._trainer.progress_bar_callback is not None
             terms = {prog_bar: terms[prog_bar]} if shown and prog_bar in terms else {}
@@ -222,8 +229,80 @@ class GenlabModule(pl.LightningModule):
         """The loss of one batch for ``stage`` (train, val or test), its terms logged."""
         raise NotImplementedError(f"{type(self).__name__} implements no step(batch, stage)")
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        fusion = self.fusion
+        if fusion is not None:
+            return fusion.run(batch)
         return self.step(batch, "train")
+
+    # Several optimizer steps per Lightning iteration (genlab.models.fusion).
+
+    @property
+    def fusion(self) -> Any:
+        """The fused-steps loop of the fit under way, or None (one step an iteration)."""
+        return self.__dict__.get("_fusion")
+
+    def can_fuse_steps(self) -> bool:
+        """Whether fused steps apply: here, to a model trained by ``step`` with Lightning's
+        automatic optimization; a model that steps its own optimizers says so itself."""
+        return self.automatic_optimization and (
+            type(self).training_step is GenlabModule.training_step
+        )
+
+    def train_batch(self, batch: Any) -> None:
+        """One training batch of a model that steps its own optimizers (a GAN), through
+        ``training_optimizers``, ``backward_loss`` and ``step_optimizer``, so that it runs
+        alike in a fused chunk and alone."""
+        raise NotImplementedError(f"{type(self).__name__} implements no train_batch(batch)")
+
+    def training_optimizers(self) -> list[Any]:
+        """The optimizers a training batch steps: the raw ones in a fused chunk, Lightning's
+        wrappers (which count the steps) otherwise."""
+        fusion = self.fusion
+        if fusion is not None:
+            return fusion.optimizers
+        optimizers = self.optimizers()
+        return optimizers if isinstance(optimizers, list) else [optimizers]
+
+    def backward_loss(self, loss: Tensor) -> None:
+        fusion = self.fusion
+        if fusion is not None:
+            fusion.backward(loss)
+        else:
+            self.manual_backward(loss)
+
+    def step_optimizer(self, optimizer: Any) -> None:
+        fusion = self.fusion
+        if fusion is not None:
+            fusion.optimizer_step(optimizer)
+        else:
+            optimizer.step()
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit" or self._trainer is None:
+            return
+        automatic = self.__dict__.pop("_automatic_before_fusion", None)
+        if automatic is not None:  # left by an earlier fused fit
+            self.automatic_optimization = automatic
+        if self.steps_per_execution == 1:
+            return
+        from genlab.models.fusion import FusedSteps, resolve_steps
+
+        steps = resolve_steps(self.steps_per_execution, self, self.trainer)
+        if steps > 1:
+            fusion = FusedSteps(self, self.trainer, steps)
+            fusion.attach()
+            self.__dict__["_fusion"] = fusion
+
+    def teardown(self, stage: str) -> None:
+        fusion = self.__dict__.pop("_fusion", None)
+        if fusion is not None:
+            fusion.detach()
+
+    def on_train_start(self) -> None:
+        fusion = self.fusion
+        if fusion is not None:
+            fusion.on_train_start()
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self.step(batch, "val")
@@ -315,6 +394,9 @@ class GenlabModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.__dict__.pop("_pending_lr_steps", None)
+        fusion = self.fusion
+        if fusion is not None:
+            fusion.datamodule.start_epoch(self.trainer.current_epoch)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self.scheduler_factory is None or not self._scheduler_configs():
@@ -352,18 +434,23 @@ class GenlabModule(pl.LightningModule):
         else:
             self._step_schedulers({"plateau": values})
 
-    def _log_learning_rates(self) -> None:
-        """``train/lr`` (or ``train/lr_NAME`` per optimizer): the lr of this step, at the
-        steps the loggers write (see ``log_terms``)."""
-        if not self.logs_this_step():
-            return
+    def learning_rates(self) -> dict[str, float]:
+        """``train/lr`` (or ``train/lr_NAME`` per optimizer): each optimizer's current lr."""
         optimizers = self.trainer.optimizers
         names = list(self.optimizer_names) or (
             [""] if len(optimizers) == 1 else [str(i) for i in range(len(optimizers))]
         )
-        for name, optimizer in zip(names, optimizers, strict=False):
-            key = f"train/lr_{name}" if name else "train/lr"
-            lr = float(optimizer.param_groups[0]["lr"])
+        return {
+            f"train/lr_{name}" if name else "train/lr": float(optimizer.param_groups[0]["lr"])
+            for name, optimizer in zip(names, optimizers, strict=False)
+        }
+
+    def _log_learning_rates(self) -> None:
+        """The learning rates of this step, at the steps the loggers write (see
+        ``log_terms``; a fused chunk writes them with its logging steps)."""
+        if self.fusion is not None or not self.logs_this_step():
+            return
+        for key, lr in self.learning_rates().items():
             self.log(key, lr, on_step=True, on_epoch=False, batch_size=1)
 
     # Checkpoints.

@@ -99,6 +99,7 @@ class Classifier(GenlabModule, Classifies):
                 f"the dataset has {len(names)} classes but model.num_classes="
                 f"{self.num_classes}; set model.num_classes={len(names)}"
             )
+        super().setup(stage)
 
     def step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch

@@ -306,10 +306,21 @@ class GAN(GenlabModule, HasPrior):
                 optimizer, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm"
             )
 
+    def can_fuse_steps(self) -> bool:
+        # Batches trained one after another by train_batch: a chunk of them is exact.
+        return type(self).training_step is GAN.training_step
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        fusion = self.fusion
+        if fusion is not None:
+            fusion.run(batch)
+        else:
+            self.train_batch(batch)
+
+    def train_batch(self, batch: tuple[Tensor, Tensor]) -> None:
         x, y = batch
         labels = self.batch_labels(y)
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = self.training_optimizers()
         self._restore_accumulated_gradients()
         updated = self._discriminator_batch(opt_d, x * 2 - 1, labels)
         if updated and self.d_updates % self.d_steps == 0:
@@ -335,12 +346,12 @@ class GAN(GenlabModule, HasPrior):
             penalty = self.discriminator_penalty(real, fake, labels)
             if penalty is not None:
                 d_loss = d_loss + penalty
-            self.manual_backward(d_loss / window)
+            self.backward_loss(d_loss / window)
             self.d_batches += 1
             updated = self.d_batches == window
             if updated:
                 self._clip(opt_d)
-                opt_d.step()
+                self.step_optimizer(opt_d)
                 self.d_batches = 0
         if updated:
             self.after_discriminator_step()
@@ -365,7 +376,7 @@ class GAN(GenlabModule, HasPrior):
                 g_loss = self.adversarial_loss.generator(self.discriminate(fake, labels))
                 penalty = self.generator_penalty()
                 total = g_loss if penalty is None else g_loss + penalty
-                self.manual_backward(total / window)
+                self.backward_loss(total / window)
                 losses.append(g_loss.detach())
             grads = [p.grad for p in self.generator.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads)
@@ -374,7 +385,7 @@ class GAN(GenlabModule, HasPrior):
                 # The average starts from G as training finds it, whatever a subclass or a
                 # loaded state did to G's weights after the copy in __init__.
                 self.generator_ema.reset(self.generator)
-            opt_g.step()
+            self.step_optimizer(opt_g)
         self.g_updates += 1
         if self.generator_ema is not None:
             self.generator_ema.update(self.generator, self.g_updates)
