@@ -1,6 +1,6 @@
 """Training throughput of the GANs through genlab against a minimal hand-written loop.
 
-Trains one GAN (--model: dcgan, progan or biggan) on the mnist_5k train split for --steps
+Trains one GAN (--model: gan, dcgan, progan or biggan) on the mnist_5k train split for --steps
 batches (by default 30, 15 and 10: on one thread a batch of progan cost about 4 of
 dcgan's, one of biggan about 9) after --warmup untimed ones, two ways in one process:
 
@@ -13,8 +13,8 @@ dcgan's, one of biggan about 9) after --warmup untimed ones, two ways in one pro
   order and Adam settings (learning rates, betas, eps), in a loop that does the model's
   math as a user would write it, one batch at a time:
 
-  - dcgan (28 px; one D and one G step a batch): fakes under no_grad, D's cross-entropy
-    step, D frozen, G's non-saturating step on fresh noise.
+  - gan (the MLPs) and dcgan (28 px; one D and one G step a batch): fakes under no_grad,
+    D's cross-entropy step, D frozen, G's non-saturating step on fresh noise.
   - progan (32 px, at its final stage: both networks run ``(x, stage=last, alpha=1)``;
     one D and one G step a batch): WGAN-GP with the drift term, fakes under no_grad, the
     critic on the real and the fake batch, the gradient penalty (weight 10) at one
@@ -118,6 +118,13 @@ class Spec:
 
 
 SPECS = {
+    # The vanilla GAN (MLPs): the same loop as dcgan's.
+    "gan": Spec(
+        overrides=("model=gan", "model.d_steps=1"),
+        width_keys=(),
+        step="MLPs; one D and one G step a batch",
+        each="one D and one G step each",
+    ),
     "dcgan": Spec(
         overrides=("model=dcgan", "model.d_steps=1"),
         width_keys=("model.generator.width", "model.discriminator.width"),
@@ -429,11 +436,13 @@ def labelled_batches(
     images: Tensor, labels: Tensor, batch_size: int, seed: int
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """benchlib.batches with each batch's labels: the same order, images and all."""
-    generator = torch.Generator().manual_seed(seed)
-    usable = len(images) // batch_size * batch_size
+    from genlab.data.tensors import IndexBatchSampler
+
+    sampler = IndexBatchSampler(
+        len(images), batch_size=batch_size, shuffle=True, drop_last=True, seed=seed
+    )
     while True:
-        order = torch.randperm(len(images), generator=generator)
-        for index in order[:usable].split(batch_size):
+        for index in sampler:
             yield images[index].float() / 255, labels[index]
 
 
@@ -445,7 +454,7 @@ def plain_loop(
     m = cfg.model
     g, d = model.generator, model.discriminator
     opt_g, opt_d = adam(g.parameters(), m.optimizer_g), adam(d.parameters(), m.optimizer_d)
-    if args.model == "dcgan":
+    if args.model in ("gan", "dcgan"):
         data = batches(split.images, args.batch_size, cfg.data.seed)
         return lambda n: plain_steps(g, d, opt_g, opt_d, data, n, model.latent_dim)
     ema = moving_average(g, m.ema_decay)
@@ -477,10 +486,12 @@ def run_plain(
 
 
 def summary(runs: list[Run], args: argparse.Namespace) -> dict[str, Any]:
-    rates = [args.steps * args.batch_size / r.seconds for r in runs]
+    timed = [r.batches or args.steps for r in runs]
+    rates = [n * args.batch_size / r.seconds for n, r in zip(timed, runs, strict=True)]
     return {
         "images_per_s": statistics.median(rates),
-        "ms_per_batch": statistics.median(r.seconds for r in runs) / args.steps * 1000,
+        "ms_per_batch": statistics.median(r.seconds / n for n, r in zip(timed, runs, strict=True))
+        * 1000,
         "rates": rates,
         "loads": [r.other_load for r in runs],
         "last": runs[-1],

@@ -68,7 +68,15 @@ import hydra
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual name
-from benchlib import Clock, WindowTimer, loop_json, machine_info, same_weights, synchronize
+from benchlib import (
+    Clock,
+    WindowTimer,
+    batches_in,
+    loop_json,
+    machine_info,
+    same_weights,
+    synchronize,
+)
 from hydra.utils import instantiate
 from mnist_files import IDX_FILES, MNIST_CANDIDATES, has_mnist_files
 from omegaconf import DictConfig, open_dict
@@ -185,8 +193,11 @@ class EpochTimer(pl.Callback):
         self.batches.append(0)
         self._started = time.perf_counter()
 
-    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
-        self.batches[-1] += 1
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        self.batches[-1] += batches_in(trainer, batch)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         synchronize(pl_module.device)
@@ -248,8 +259,10 @@ def compose(
         overrides.append("scheduler=none")  # the plain loop keeps its learning rate
     with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = hydra.compose("train", overrides=overrides)
-    if args.compile:
-        with open_dict(cfg):
+    with open_dict(cfg):
+        if spec.kind != "translation":  # pix2pix takes its own steps, one an iteration
+            cfg.performance.steps_per_execution = args.steps_per_execution
+        if args.compile:
             cfg.performance.compile = True
     return cfg
 
@@ -751,6 +764,10 @@ def table(result: dict[str, Any]) -> str:
 # Command line
 
 
+def steps_per_execution(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
@@ -800,6 +817,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=240.0,
         help="seconds after which no further repeat starts (default: 240)",
+    )
+    parser.add_argument(
+        "--steps-per-execution",
+        type=steps_per_execution,
+        default="auto",
+        help="genlab's performance.steps_per_execution (default: auto)",
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")

@@ -67,25 +67,30 @@ NOISY_LOAD = 0.1
 
 @dataclass
 class Run:
-    """One timed run: seconds for the timed steps, the loss of the last step, and the cores
-    that other processes kept busy meanwhile (NaN where /proc/stat is missing)."""
+    """One timed run: seconds for ``steps`` timed steps, the loss of the last step, and the
+    cores that other processes kept busy meanwhile (NaN where /proc/stat is missing)."""
 
     seconds: float
     final_loss: float
     other_load: float
+    steps: int
 
 
 class StepTimer(pl.Callback):
-    """Times the optimizer steps ``start_step + 1 .. stop_step`` of a fit.
+    """Times the optimizer steps from the first iteration end at or after ``start_step`` to
+    ``stop_step`` (``trainer.max_steps``).
 
-    Reading the clock at consecutive ``on_train_batch_end`` hooks spans whole iterations:
-    the batch fetch, the step, and Lightning's logging and bookkeeping after the hook.
+    Reading the clock at ``on_train_batch_end`` hooks spans whole iterations: the batch
+    fetch, the steps, and Lightning's logging and bookkeeping after the hook. An iteration
+    of fused steps (performance.steps_per_execution) takes several, so the clock starts at
+    the first iteration that reaches ``start_step`` and the run counts the steps it timed.
     """
 
     def __init__(self, start_step: int, stop_step: int) -> None:
         self.start_step = start_step
         self.stop_step = stop_step
         self.clock: Clock | None = None
+        self.started_at = 0
         self.run: Run | None = None
         self.initial_state: dict[str, Tensor] = {}
 
@@ -100,12 +105,14 @@ class StepTimer(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        # global_step already counts the optimizer step of this batch.
-        if trainer.global_step == self.start_step:
-            self.clock = Clock()
-        elif trainer.global_step == self.stop_step and self.clock is not None:
+        # global_step already counts the optimizer steps of this iteration.
+        step = trainer.global_step
+        if self.clock is None and self.start_step <= step < self.stop_step:
+            self.clock, self.started_at = Clock(), step
+        elif step >= self.stop_step and self.clock is not None and self.run is None:
             seconds, load = self.clock.stop()
-            self.run = Run(seconds, outputs["loss"].item(), load)
+            loss = float(trainer.callback_metrics["train/loss"])
+            self.run = Run(seconds, loss, load, step - self.started_at)
 
 
 def compose(args: argparse.Namespace, output_dir: str) -> DictConfig:
@@ -131,6 +138,7 @@ def compose(args: argparse.Namespace, output_dir: str) -> DictConfig:
         f"+callbacks.bench_timer.stop_step={args.warmup + args.steps}",
         "~logger",
         f"seed={SEED}",
+        f"performance.steps_per_execution={args.steps_per_execution}",
         "test=false",
         # Set directly so that the config resolves without a running Hydra app.
         f"paths.root_dir={output_dir}",
@@ -179,14 +187,14 @@ def run_plain(
     clock = Clock()
     loss = plain_steps(model, optimizer, data, args.steps)
     seconds, load = clock.stop()
-    return Run(seconds, loss.item(), load), initial_state
+    return Run(seconds, loss.item(), load, args.steps), initial_state
 
 
 def summary(runs: list[Run], args: argparse.Namespace) -> dict[str, Any]:
-    rates = [args.steps * args.batch_size / r.seconds for r in runs]
+    rates = [r.steps * args.batch_size / r.seconds for r in runs]
     return {
         "images_per_s": statistics.median(rates),
-        "ms_per_step": statistics.median(r.seconds for r in runs) / args.steps * 1000,
+        "ms_per_step": statistics.median(r.seconds / r.steps for r in runs) * 1000,
         "best_images_per_s": max(rates),
         "final_loss": runs[-1].final_loss,
         "runs": [
@@ -266,6 +274,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each loop")
     parser.add_argument("--model", choices=MODELS, default="conv_ae")
+    parser.add_argument(
+        "--steps-per-execution",
+        default="auto",
+        help="genlab's performance.steps_per_execution (default: auto: 16 for MLPs)",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -310,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "steps": args.steps,
         "warmup": args.warmup,
+        "steps_per_execution": args.steps_per_execution,
         "repeats": args.repeats,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -102,12 +102,15 @@ def loop_json(rates: list[float], loads: list[float]) -> dict[str, Any]:
 
 def batches(images: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
     """Endless float batches in [0, 1], reshuffled every epoch, the last partial one dropped:
-    the datamodule's training sampler, seeded alike, so both loops see the same batches."""
-    generator = torch.Generator().manual_seed(seed)
-    usable = len(images) // batch_size * batch_size
+    the datamodule's training sampler itself, seeded alike, so both loops see the same
+    batches in every epoch."""
+    from genlab.data.tensors import IndexBatchSampler
+
+    sampler = IndexBatchSampler(
+        len(images), batch_size=batch_size, shuffle=True, drop_last=True, seed=seed
+    )
     while True:
-        order = torch.randperm(len(images), generator=generator)
-        for index in order[:usable].split(batch_size):
+        for index in sampler:
             yield images[index].float() / 255
 
 
@@ -125,6 +128,8 @@ class AdversarialRun:
     d_loss: float
     g_loss: float
     other_load: float
+    # The timed batches, where not those asked for (a fused chunk ends past them).
+    batches: int | None = None
 
 
 def synchronize(device: torch.device) -> None:
@@ -141,16 +146,28 @@ def tensor_state(module: torch.nn.Module) -> dict[str, Tensor]:
     }
 
 
+def batches_in(trainer: pl.Trainer | None, batch: Any) -> int:
+    """The training batches of one iteration: a chunk of them under fused steps
+    (performance.steps_per_execution), else one."""
+    data = getattr(trainer, "datamodule", None)
+    if getattr(data, "chunk", 1) > 1:
+        return -(-len(batch[0]) // data.batch_size)
+    return 1
+
+
 class WindowTimer(pl.Callback):
-    """Reads the clock, after a synchronize, at the end of batch ``start`` and of batch
-    ``stop`` (counted from 1 over the whole fit), so the time spans whole iterations: fetch,
-    steps, logging; ``finish`` gets the seconds and the other processes' load. Keeps the
-    model's weights before the first step, for the same-weights check."""
+    """Reads the clock, after a synchronize, at the end of the first iteration that reaches
+    batch ``start`` and of the one that reaches batch ``stop`` (counted from 1 over the
+    whole fit), so the time spans whole iterations: fetch, steps, logging; ``finish`` gets
+    the seconds and the other processes' load, and ``timed`` holds the batches in between
+    (an iteration of fused steps, performance.steps_per_execution, trains several).
+    Keeps the model's weights before the first step, for the same-weights check."""
 
     def __init__(self, start: int, stop: int) -> None:
         self.start = start
         self.stop = stop
         self.batches = 0
+        self.timed = 0
         self.clock: Clock | None = None
         self.initial_state: dict[str, Tensor] = {}
 
@@ -165,13 +182,14 @@ class WindowTimer(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        self.batches += 1
-        if self.batches not in (self.start, self.stop):
-            return
-        synchronize(pl_module.device)
-        if self.batches == self.start:
-            self.clock = Clock()
-        elif self.clock is not None:
+        before = self.batches
+        self.batches += batches_in(trainer, batch)
+        if self.clock is None and before < self.start <= self.batches:
+            synchronize(pl_module.device)
+            self.clock, self.timed = Clock(), -self.batches
+        elif self.clock is not None and before < self.stop <= self.batches:
+            synchronize(pl_module.device)
+            self.timed += min(self.batches, self.stop)
             self.finish(trainer, *self.clock.stop())
 
     def finish(self, trainer: pl.Trainer, seconds: float, load: float) -> None:
@@ -188,7 +206,7 @@ class BatchTimer(WindowTimer):
     def finish(self, trainer: pl.Trainer, seconds: float, load: float) -> None:
         metrics = trainer.callback_metrics
         d_loss, g_loss = float(metrics["train/d_loss"]), float(metrics["train/g_loss"])
-        self.run = AdversarialRun(seconds, d_loss, g_loss, load)
+        self.run = AdversarialRun(seconds, d_loss, g_loss, load, self.timed)
 
 
 def adversarial_overrides(*, warmup: int, batches: int, seed: int, output_dir: str) -> list[str]:
