@@ -33,6 +33,9 @@ bench: install
 	mkdir -p bench
 	$(BIN)/python scripts/bench_train.py --model conv_ae --json bench/train_conv_ae.json $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_train.py --model ae --json bench/train_ae.json $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_train.py --model deep_ae --json bench/train_deep_ae.json $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_train.py --model vae --json bench/train_vae.json $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_gan.py --model gan --json bench/gan_gan.json $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_gan.py --json bench/gan.json $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_gan.py --model progan --json bench/gan_progan.json $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_gan.py --model biggan --json bench/gan_biggan.json $(BENCH_ARGS)
@@ -41,7 +44,8 @@ bench: install
 	$(BIN)/python scripts/bench_startup.py --json bench/startup.json
 	$(BIN)/python scripts/bench_eval.py --json bench/eval.json
 	$(BIN)/python scripts/bench_table.py bench/train_conv_ae.json bench/train_ae.json \
-		bench/gan.json bench/gan_progan.json bench/gan_biggan.json bench/translation.json \
+		bench/train_deep_ae.json bench/train_vae.json bench/gan_gan.json bench/gan.json \
+		bench/gan_progan.json bench/gan_biggan.json bench/translation.json \
 		bench/memory.json bench/startup.json bench/eval.json
 
 lint: install

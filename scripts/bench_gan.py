@@ -186,6 +186,7 @@ def compose(args: argparse.Namespace, output_dir: str) -> DictConfig:
         f"trainer.max_steps={batches + batches // spec.d_steps}",
         f"callbacks.bench_timer._target_={GanTimer.__module__}.{GanTimer.__qualname__}",
         f"+callbacks.bench_timer.final_stage={str(spec.final_stage).lower()}",
+        f"performance.steps_per_execution={args.steps_per_execution}",
     ]
     with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return hydra.compose("train", overrides=overrides)
@@ -587,6 +588,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each loop")
+    parser.add_argument(
+        "--steps-per-execution",
+        default="auto",
+        help="genlab's performance.steps_per_execution (default: auto: 16 for the MLP gan)",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument(
         "--width",

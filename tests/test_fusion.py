@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import Logger
 
 import genlab
 from genlab.commands.train import train
-from genlab.data.tensors import IndexBatchSampler
+from genlab.data.tensors import IndexBatchSampler, StoredImages, TensorImageDataset
 from genlab.errors import ConfigError
 from tests.conftest import make_idx_dataset
 
@@ -146,13 +146,16 @@ def test_chunks_are_the_batches_in_order() -> None:
     "overrides, options",
     [
         ((), {}),
-        # A step schedule, gradient clipping, a batch limit and validation twice an epoch.
+        # A schedule over the run's length, gradient clipping, a batch limit and validation
+        # twice an epoch.
         (
-            ("scheduler=step", "scheduler.step_size=3", "scheduler.interval=step"),
+            (*AE, "scheduler=warmup_cosine", "scheduler.warmup_steps=3"),
             {"gradient_clip_val": 0.05, "limit_train_batches": 8, "val_check_interval": 4},
         ),
+        # Half-precision weights: each converted batch is cast as Lightning casts a batch.
+        (AE, {"precision": "bf16-true"}),
     ],  # fmt: skip
-    ids=["plain", "schedule-clip-limits"],
+    ids=["plain", "schedule-clip-limits", "bf16-true"],
 )
 def test_fused_steps_train_and_log_as_one_step_an_iteration(
     mnist: Path, overrides: tuple[str, ...], options: dict[str, Any]
@@ -165,7 +168,7 @@ def test_fused_steps_train_and_log_as_one_step_an_iteration(
     # The loggers get the same training values at the same steps, the lr among them.
     assert log4.train_rows() == log1.train_rows()
     logged = {r[1] for r in log4.train_rows()}
-    assert "train/loss" in logged and ("train/lr" in logged) == bool(options)
+    assert "train/loss" in logged and ("train/lr" in logged) == ("scheduler" in str(overrides))
     assert [r for r in log4.rows if r[1] == "val/loss"] == [
         r for r in log1.rows if r[1] == "val/loss"
     ]
@@ -269,3 +272,32 @@ def test_bad_values_are_refused(value: object) -> None:
     )
     with pytest.raises(ConfigError, match="performance.steps_per_execution must be auto or"):
         resolve(cfg, cuda=False)
+
+
+def test_chunks_stay_uint8_until_each_batch_is_converted(mnist: Path) -> None:
+    images = torch.randint(0, 256, (6, 1, 2, 2), dtype=torch.uint8)
+    dataset = TensorImageDataset(images, torch.arange(6), binarize=True)
+    index = torch.tensor([4, 1])
+    stored, labels = StoredImages(dataset)[index]
+    assert stored.dtype == torch.uint8 and torch.equal(stored, images[index])
+    assert torch.equal(labels, index) and len(StoredImages(dataset)) == 6
+    binary = dataset.convert(stored)
+    assert binary.dtype == torch.float32 and set(binary.unique().tolist()) <= {0.0, 1.0}
+    # A binarised VAE trains fused, each batch drawn as it comes.
+    vae = ("model=vae", "model.encoder.hidden_dims=[16]", "model.latent_dim=4",
+           "data.binarize=true")  # fmt: skip
+    seen: list[torch.Tensor] = []
+    model = instantiate(genlab.compose("train", [*vae, "data=mnist", f"data.root={mnist}"]).model)
+    original = type(model).loss_terms
+
+    def loss_terms(self: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        seen.append(x)
+        return original(self, x)
+
+    model.loss_terms = loss_terms.__get__(model)
+    _, runner, _, _ = fit(mnist, 4, *vae, trainer={"max_epochs": 1}, model=model)
+    assert runner.global_step == 10 and runner.num_training_batches == 3
+    assert len(seen) >= 10  # the training batches, then validation's
+    for x in seen[:10]:
+        assert x.dtype == torch.float32 and x.shape == (8, 1, 28, 28)
+        assert set(x.unique().tolist()) == {0.0, 1.0}

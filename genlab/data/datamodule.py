@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from genlab.data import readers
-from genlab.data.tensors import IndexBatchSampler, TensorImageDataset
+from genlab.data.tensors import IndexBatchSampler, StoredImages, TensorImageDataset
 from genlab.data.transforms import to_shape
 from genlab.errors import ConfigError, DataError
 
@@ -144,8 +144,11 @@ class InMemoryDataModule(pl.LightningDataModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def _loader(self, split: str, *, train: bool) -> DataLoader:
+        dataset = self.splits[split]
+        if train and self.chunk > 1 and isinstance(dataset, TensorImageDataset):
+            dataset = StoredImages(dataset)  # converted batch by batch (fusion)
         return DataLoader(
-            self.splits[split],
+            dataset,
             batch_size=None,
             sampler=self.sampler(split, train=train, skip=self._resume_at if train else None),
             num_workers=self.num_workers,

@@ -34,11 +34,36 @@ class TensorImageDataset(Dataset):
             self.images.to(device), self.labels.to(device), binarize=self.binarize
         )
 
-    def __getitem__(self, index: Tensor | int) -> tuple[Tensor, Tensor]:
+    def gather(self, index: Tensor | int) -> tuple[Tensor, Tensor]:
+        """The uint8 images and the labels at ``index``, as stored."""
         if isinstance(index, Tensor) and index.device != self.images.device:
             index = index.to(self.images.device, non_blocking=True)
-        x = self.images[index].float().div_(255.0)
-        return (torch.bernoulli(x) if self.binarize else x), self.labels[index]
+        return self.images[index], self.labels[index]
+
+    def convert(self, images: Tensor) -> Tensor:
+        """uint8 images -> float images in [0, 1] (binarised when ``binarize``)."""
+        x = images.float().div_(255.0)
+        return torch.bernoulli(x) if self.binarize else x
+
+    def __getitem__(self, index: Tensor | int) -> tuple[Tensor, Tensor]:
+        images, labels = self.gather(index)
+        return self.convert(images), labels
+
+
+class StoredImages(Dataset):
+    """A TensorImageDataset whose fetches stay uint8 (``gather``): the training data of
+    fused steps (genlab.models.fusion), which converts each batch of a chunk just before
+    its step, so that its float images are still in the cache when the step reads them and
+    a chunk moves to a GPU as a quarter of the bytes."""
+
+    def __init__(self, dataset: TensorImageDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: Tensor | int) -> tuple[Tensor, Tensor]:
+        return self.dataset.gather(index)
 
 
 class IndexBatchSampler(Sampler[Tensor]):

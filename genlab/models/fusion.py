@@ -4,9 +4,11 @@ Lightning spends about 0.3 ms of Python on every training iteration (its hooks, 
 optimizer closure, progress counters, the logged-value collection): on a CPU as long as a
 whole step of a small MLP, so such a model trained through Lightning ran at 0.6x of a
 plain PyTorch loop. With K steps per execution the training sampler yields the indices of
-K consecutive batches at once (one gather, one DataLoader fetch), and the model's
-``training_step`` splits them and takes K optimizer steps itself, each with the raw
-optimizer: Lightning's share is then paid once per K steps. (Keras calls the same idea
+K consecutive batches at once (one gather, one DataLoader fetch, of the stored uint8
+images), and the model's ``training_step`` splits them, converts each batch to float just
+before its step (so that it is still in the cache when the step reads it) and takes K
+optimizer steps itself, each with the raw optimizer: Lightning's share is then paid once
+per K steps. (Keras calls the same idea
 ``steps_per_execution``.)
 
 What stays as it was, step for step: the batches and their order; every optimizer step,
@@ -27,9 +29,9 @@ steps, so a checkpoint due at step n is written at the end of the chunk holding 
 ``trainer.val_check_interval`` and ``limit_train_batches`` count batches as always (genlab
 hands them over: an integer ``val_check_interval`` must then be a multiple of K, and an
 epoch whose batches are not a multiple of K also validates after its last, shorter chunk);
-and the
-pixels of dynamic binarisation are drawn for K batches at once, so they interleave
-differently with the model's own noise than one batch at a time.
+and the pixels of dynamic binarisation are drawn just before each batch's step, where
+Lightning's loader draws them a batch ahead, so they interleave differently with the
+model's own noise.
 
 Fused steps apply where they are exact: a genlab model whose training step is its family's
 own (the autoencoders, VAEs, IWAEs and the classifier; every GAN but ProGAN), one process,
@@ -97,10 +99,18 @@ def obstacle(module: GenlabModule, trainer: pl.Trainer) -> str | None:
     if not isinstance(datamodule, InMemoryDataModule) or not datamodule.chunks_batches:
         return "the data module does not hold its images in memory"
     loop = trainer.fit_loop.epoch_loop
-    if not hasattr(loop, "_batches_that_stepped") or not hasattr(
-        getattr(loop.manual_optimization, "optim_step_progress", None), "increment_completed"
+    connector = trainer._logger_connector
+    if not (
+        hasattr(loop, "_batches_that_stepped")
+        and hasattr(
+            getattr(loop.manual_optimization, "optim_step_progress", None), "increment_completed"
+        )
+        and all(
+            isinstance(getattr(connector, name, None), dict)
+            for name in ("_callback_metrics", "_progress_bar_metrics", "_logged_metrics")
+        )
     ):
-        return "this Lightning version's training loop has no step counters genlab knows"
+        return "this Lightning version's training loop has no counters genlab knows"
     return None
 
 
@@ -161,6 +171,8 @@ class FusedSteps:
         self.logging = False
         self.hooks: dict[str, list[Callable[..., Any]]] = {}
         self.optimizers: list[torch.optim.Optimizer] = []
+        self.convert: Callable[[Tensor], Tensor] | None = None
+        self.cast: Callable[[Any], Any] | None = None
 
     def attach(self) -> None:
         """Hands the batch limit and the validation interval to counts of chunks, and the
@@ -193,8 +205,19 @@ class FusedSteps:
         self.datamodule.trained = None
 
     def on_train_start(self) -> None:
+        from pytorch_lightning.plugins.precision import DoublePrecision, HalfPrecision
+
         trainer, module = self.trainer, self.module
         self.optimizers = list(trainer.optimizers)
+        # Chunks arrive as stored (uint8, genlab.data.tensors.StoredImages) and each batch
+        # is converted just before its step, as the dataset converts a fetched batch (and
+        # then to a "-true" precision's dtype, as Lightning converts a batch it is handed).
+        split = self.datamodule.splits.get("train")
+        self.convert = getattr(split, "convert", None)
+        plugin = trainer.precision_plugin
+        self.cast = (
+            plugin.convert_input if isinstance(plugin, HalfPrecision | DoublePrecision) else None
+        )
         self.progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         for name in STEP_HOOKS:
             hooks = [
@@ -249,11 +272,18 @@ class FusedSteps:
         every = trainer.log_every_n_steps
         max_steps = trainer.max_steps
         schedules = module.scheduler_factory is not None and bool(trainer.lr_scheduler_configs)
-        parts = list(zip(*(t.split(self.batch_size) for t in batch), strict=True))
+        images, labels = batch
+        parts = zip(images.split(self.batch_size), labels.split(self.batch_size), strict=True)
+        stored = images.dtype == torch.uint8 and self.convert is not None
         done = 0
-        for i, part in enumerate(parts):
+        for i, (x, y) in enumerate(parts):
             if 0 <= max_steps <= trainer.global_step:
                 break
+            if stored:
+                x = self.convert(x)
+                if self.cast is not None:
+                    x = self.cast(x)
+            part = (x, y)
             if i and schedules:
                 # The previous batch's; the last one's is taken after the iteration's
                 # callbacks, by the model's on_train_batch_end, as for one step an iteration.
@@ -271,8 +301,20 @@ class FusedSteps:
         # Lightning adds the iteration's one itself.
         loop._batches_that_stepped += max(done - 1, 0)
         self.datamodule.trained += done
-        for name, value in self.terms.items():
-            module.log(name, value, prog_bar=name in self.shown, logger=False, batch_size=1)
+        self._publish()
+
+    def _publish(self) -> None:
+        """The latest values where callbacks and the progress bar read them
+        (``trainer.callback_metrics``, ``progress_bar_metrics``), as a ``self.log`` of them
+        would leave them. Set directly: each ``self.log`` call costs about half a millisecond
+        of Lightning's bookkeeping (it deep-copies the value's record to move it to the
+        value's device), as much as two steps of a small MLP."""
+        trainer = self.trainer
+        connector = trainer._logger_connector
+        connector._callback_metrics.update(self.terms)
+        if trainer.progress_bar_callback is not None:
+            shown = {k: float(v) for k, v in self.terms.items() if k in self.shown}
+            connector._progress_bar_metrics.update(shown)
 
     def record(self, terms: dict[str, Tensor], stage: str, prog_bar: str) -> None:
         """``log_terms`` of a training step: kept as the latest values, written to the
@@ -297,8 +339,6 @@ class FusedSteps:
         flat = torch.cat([v.reshape(-1) for v in values]).tolist()
         metrics: dict[str, float] = dict(zip(names, flat, strict=True))
         metrics["epoch"] = trainer.current_epoch
-        logged = getattr(trainer._logger_connector, "_logged_metrics", None)
-        if isinstance(logged, dict):
-            logged.update(metrics)
+        trainer._logger_connector._logged_metrics.update(metrics)
         for logger in trainer.loggers:
             logger.log_metrics(metrics=metrics, step=step)
