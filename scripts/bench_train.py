@@ -111,7 +111,12 @@ class StepTimer(pl.Callback):
             self.clock, self.started_at = Clock(), step
         elif step >= self.stop_step and self.clock is not None and self.run is None:
             seconds, load = self.clock.stop()
-            loss = float(trainer.callback_metrics["train/loss"])
+            # One step an iteration returns its loss; a fused chunk leaves its last step's
+            # in callback_metrics (where one step an iteration leaves the last logged one).
+            if isinstance(outputs, dict) and "loss" in outputs:
+                loss = float(outputs["loss"])
+            else:
+                loss = float(trainer.callback_metrics["train/loss"])
             self.run = Run(seconds, loss, load, step - self.started_at)
 
 
