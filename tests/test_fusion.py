@@ -208,15 +208,14 @@ def test_max_steps_inside_a_chunk_resumes_as_one_step_runs_do(mnist: Path, tmp_p
         with contextlib.chdir(tmp_path):
             return train(cfg)[1]
 
-    def stop_and_resume(steps: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        name = f"parts{steps}"
+    def stop_and_resume(steps: int, then: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        name = f"parts{steps}-{then}"
         first = run(name, "trainer.max_steps=13", f"performance.steps_per_execution={steps}")
         assert first["trainer"].global_step == 13
         saved = torch.load(tmp_path / name / "checkpoints/last.ckpt", weights_only=True)
-        resumed = genlab.compose(
-            "train", [f"resume={tmp_path / name}", "trainer.max_steps=17"],
-            output_dir=tmp_path / name,
-        )  # fmt: skip
+        overrides = [f"resume={tmp_path / name}", "trainer.max_steps=17"]
+        overrides.append(f"performance.steps_per_execution={then}")
+        resumed = genlab.compose("train", overrides, output_dir=tmp_path / name)
         with contextlib.chdir(tmp_path):
             _, second = train(resumed)
         assert second["trainer"].global_step == 17
@@ -225,18 +224,16 @@ def test_max_steps_inside_a_chunk_resumes_as_one_step_runs_do(mnist: Path, tmp_p
     # Stopped 3 batches into a chunk of the second epoch (10 batches an epoch): the fused
     # checkpoint records those 3 batches as trained, not the chunk's 4, and the resumed
     # runs (fused again) end where the one-step runs do.
-    one_saved, one = stop_and_resume(1)
-    fused_saved, fused = stop_and_resume(4)
-    assert (
-        fused_saved["ImageDataModule"]
-        == one_saved["ImageDataModule"]
-        == {
-            "epoch": 1,
-            "batches": 3,
-        }
-    )
+    one_saved, one = stop_and_resume(1, 1)
+    fused_saved, fused = stop_and_resume(4, 4)
+    where = {"epoch": 1, "batches": 3}
+    assert fused_saved["ImageDataModule"] == one_saved["ImageDataModule"] == where
     assert fused_saved["global_step"] == one_saved["global_step"] == 13
     assert same_state(fused["model"], one["model"])
+    # A checkpoint of either kind resumes under the other.
+    for steps, then in ((4, 1), (1, 4)):
+        _, other = stop_and_resume(steps, then)
+        assert same_state(other["model"], one["model"]), (steps, then)
 
 
 def test_auto_picks_and_refusals_name_the_reason(mnist: Path) -> None:

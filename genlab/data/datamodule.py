@@ -105,10 +105,14 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.train_limit = limit
         self.trained = 0
 
+    def resumed_batches(self, epoch: int) -> int:
+        """The batches of ``epoch`` that the checkpoint this run resumes from had trained."""
+        resumed = self._resume_at
+        return resumed[1] if resumed is not None and resumed[0] == epoch else 0
+
     def start_epoch(self, epoch: int) -> None:
         """Restarts ``trained`` for ``epoch``: the batches a resumed run had trained on."""
-        resumed = self._resume_at
-        self.trained = resumed[1] if resumed is not None and resumed[0] == epoch else 0
+        self.trained = self.resumed_batches(epoch)
 
     def batches_per_epoch(self) -> int:
         """The training batches of an epoch (limit applied), whatever the chunk."""

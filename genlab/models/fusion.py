@@ -102,6 +102,7 @@ def obstacle(module: GenlabModule, trainer: pl.Trainer) -> str | None:
     connector = trainer._logger_connector
     if not (
         hasattr(loop, "_batches_that_stepped")
+        and hasattr(getattr(loop.automatic_optimization, "optim_progress", None), "optimizer")
         and hasattr(
             getattr(loop.manual_optimization, "optim_step_progress", None), "increment_completed"
         )
@@ -171,6 +172,8 @@ class FusedSteps:
         self.logging = False
         self.hooks: dict[str, list[Callable[..., Any]]] = {}
         self.optimizers: list[torch.optim.Optimizer] = []
+        self.progress: Any = None
+        self.automatic_progress: Any = None
         self.convert: Callable[[Tensor], Tensor] | None = None
         self.cast: Callable[[Any], Any] | None = None
 
@@ -209,6 +212,7 @@ class FusedSteps:
 
         trainer, module = self.trainer, self.module
         self.optimizers = list(trainer.optimizers)
+        self._resume_in_chunks()
         # Chunks arrive as stored (uint8, genlab.data.tensors.StoredImages) and each batch
         # is converted just before its step, as the dataset converts a fetched batch (and
         # then to a "-true" precision's dtype, as Lightning converts a batch it is handed).
@@ -218,7 +222,19 @@ class FusedSteps:
         self.cast = (
             plugin.convert_input if isinstance(plugin, HalfPrecision | DoublePrecision) else None
         )
-        self.progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        loop = trainer.fit_loop.epoch_loop
+        self.progress = loop.manual_optimization.optim_step_progress
+        # Lightning counts an automatic model's steps (global_step) in another record than
+        # a manual one's, and checkpoints both: a fused model of an automatic kind counts
+        # in both, and takes up the count of a checkpoint saved with one step an iteration,
+        # so that either kind of checkpoint resumes under the other.
+        self.automatic_progress = None
+        if self.automatic:
+            self.automatic_progress = loop.automatic_optimization.optim_progress.optimizer.step
+            for progress in (self.progress, self.automatic_progress):
+                progress.total.ready = progress.total.completed = max(
+                    self.progress.total.completed, self.automatic_progress.total.completed
+                )
         for name in STEP_HOOKS:
             hooks = [
                 functools.partial(getattr(c, name), trainer, module)
@@ -228,6 +244,25 @@ class FusedSteps:
             if _overrides(module, pl.LightningModule, name):
                 hooks.append(getattr(module, name))
             self.hooks[name] = hooks
+
+    def _resume_in_chunks(self) -> None:
+        """A run resumed mid-epoch counts the iterations done in that epoch in chunks of
+        this run: Lightning restored them in the saving run's iterations (one batch each, or
+        chunks of another size), and an epoch whose count reaches the iterations of a whole
+        epoch ends at once. Here, after the restore and before the epoch loop reads them,
+        they become the whole epoch's chunks less those the rest of the epoch takes."""
+        trainer = self.trainer
+        loop = trainer.fit_loop.epoch_loop
+        done = self.datamodule.resumed_batches(trainer.current_epoch)
+        if not loop.restarting or done == 0:
+            return
+        batches = self.datamodule.batches_per_epoch()
+        left = -(-max(batches - done, 0) // self.steps)
+        current = loop.batch_progress.current
+        # A checkpoint written at a batch's end has that batch processed, not completed.
+        behind = current.processed - current.completed
+        current.ready = current.started = current.processed = -(-batches // self.steps) - left
+        current.completed = current.processed - behind
 
     # One step: what Lightning's loop and LightningOptimizer would do, without their layers.
 
@@ -251,6 +286,9 @@ class FusedSteps:
         optimizer.step()
         self.progress.increment_ready()
         self.progress.increment_completed()
+        if self.automatic_progress is not None:
+            self.automatic_progress.increment_ready()
+            self.automatic_progress.increment_completed()
 
     def _optimize(self, loss: Tensor) -> None:
         """One step of an automatic-optimization model: zero, backward, step."""
