@@ -213,6 +213,7 @@ def test_parse_args_defaults_and_rounding(
 
 def test_compose_pins_what_the_plain_loops_implement(bench: ModuleType, tmp_path: Path) -> None:
     for model, expected in (
+        ("gan", {"d_steps": 1, "loss": "bce"}),
         ("dcgan", {"d_steps": 1, "loss": "bce"}),
         ("progan", {"d_steps": 1, "ema_start": 0, "batch_sizes": None, "gp_weight": 10.0}),
         ("biggan", {"d_steps": 2, "ema_start": 0, "loss": "hinge", "orthogonal_reg": 1e-4}),
@@ -226,6 +227,10 @@ def test_compose_pins_what_the_plain_loops_implement(bench: ModuleType, tmp_path
         assert timer._target_ == "bench_gan.GanTimer"
         assert timer.final_stage is (model == "progan")
         assert (timer.start, timer.stop) == (2, 6)
+        # genlab's default steps per execution, unless asked otherwise.
+        assert cfg.performance.steps_per_execution == "auto"
+    args = bench.parse_args(["--model", "gan", "--steps-per-execution", "4"])
+    assert bench.compose(args, str(tmp_path)).performance.steps_per_execution == 4
 
 
 def test_one_table_row_per_gan_in_the_order_given(bench: ModuleType, tmp_path: Path) -> None:

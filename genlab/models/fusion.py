@@ -231,10 +231,10 @@ class FusedSteps:
         self.automatic_progress = None
         if self.automatic:
             self.automatic_progress = loop.automatic_optimization.optim_progress.optimizer.step
-            for progress in (self.progress, self.automatic_progress):
-                progress.total.ready = progress.total.completed = max(
-                    self.progress.total.completed, self.automatic_progress.total.completed
-                )
+            counts = (self.progress, self.automatic_progress)
+            steps = max(progress.total.completed for progress in counts)
+            for progress in counts:
+                progress.total.ready = progress.total.completed = steps
         for name in STEP_HOOKS:
             hooks = [
                 functools.partial(getattr(c, name), trainer, module)
