@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 import torch
-from benchlib import Clock, machine_info
+from benchlib import WindowTimer, machine_info
 from mnist_files import has_mnist_files
 
 import genlab
@@ -50,21 +49,16 @@ COMMANDS = ("evaluate", "anomaly", "embed")
 SEED = 0
 
 
-class TrainTimer(pl.Callback):
-    """Seconds between the ends of training batches ``start`` and ``stop`` (from 1)."""
+class TrainTimer(WindowTimer):
+    """Seconds between the ends of the iterations that reach training batches ``start`` and
+    ``stop`` (from 1), and the batches timed (``timed``: a fused chunk trains several)."""
 
     def __init__(self, start: int, stop: int) -> None:
-        self.start, self.stop = start, stop
-        self.batches = 0
-        self.clock: Clock | None = None
+        super().__init__(start, stop)
         self.seconds: float | None = None
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
-        self.batches += 1
-        if self.batches == self.start:
-            self.clock = Clock()
-        elif self.batches == self.stop and self.clock is not None:
-            self.seconds, _ = self.clock.stop()
+    def finish(self, trainer: Any, seconds: float, load: float) -> None:
+        self.seconds = seconds
 
 
 def data_overrides(args: argparse.Namespace) -> list[str]:
@@ -105,7 +99,7 @@ def fit(args: argparse.Namespace, run_dir: Path) -> tuple[dict[str, Any], float]
     timer = next(c for c in objects["trainer"].callbacks if isinstance(c, TrainTimer))
     if timer.seconds is None:
         raise RuntimeError("training stopped before the timed batches ended")
-    return objects, args.steps * args.batch_size / timer.seconds
+    return objects, timer.timed * args.batch_size / timer.seconds
 
 
 def timed(work: Any) -> float:

@@ -33,3 +33,18 @@ def test_every_pass_is_timed_against_training(tmp_path: Path) -> None:
         assert p["seconds"] > 0
         assert math.isclose(p["vs_training"], p["images"] / p["seconds"] / train), name
     assert "x training" in bench_eval.table(results)
+
+
+def test_fused_training_is_timed_by_the_batches_its_chunks_train(tmp_path: Path) -> None:
+    # An MLP trains 16 batches an iteration: the clock starts at the first chunk's end
+    # (batch 16) and stops where max_steps cuts the third chunk (batch 40).
+    args = bench_eval.parse_args(
+        ["--model", "vae", "--steps", "24", "--warmup", "16", "--batch-size", "16",
+         "--mnist", str(tmp_path / "no_mnist_here")]
+    )  # fmt: skip
+    objects, rate = bench_eval.fit(args, tmp_path / "run")
+    timer = next(c for c in objects["trainer"].callbacks if isinstance(c, bench_eval.TrainTimer))
+    # Three chunks of 16 fetched, the third cut at max_steps.
+    assert objects["trainer"].global_step == 40 and timer.batches == 48
+    assert timer.timed == 24 and timer.seconds is not None
+    assert math.isclose(rate, 24 * 16 / timer.seconds)
