@@ -84,6 +84,7 @@ def fit(
     *overrides: str,
     trainer: dict[str, Any] | None = None,
     model: Any = None,
+    callbacks: tuple[pl.Callback, ...] = (),
 ) -> tuple[Any, pl.Trainer, Recorder, HookCounter]:
     """Fits a model composed from ``overrides`` in Python, the way `genlab train` builds
     it, with ``steps`` per execution, a recording logger and a hook counter."""
@@ -109,7 +110,9 @@ def fit(
         "enable_checkpointing": False,
         **(trainer or {}),
     }
-    runner = pl.Trainer(logger=recorder, callbacks=[hooks], accelerator="cpu", **options)
+    runner = pl.Trainer(
+        logger=recorder, callbacks=[hooks, *callbacks], accelerator="cpu", **options
+    )
     runner.fit(model, datamodule=datamodule)
     return model, runner, recorder, hooks
 
@@ -298,3 +301,15 @@ def test_chunks_stay_uint8_until_each_batch_is_converted(mnist: Path) -> None:
     for x in seen[:10]:
         assert x.dtype == torch.float32 and x.shape == (8, 1, 28, 28)
         assert set(x.unique().tolist()) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_the_progress_bar_counts_batches(mnist: Path, steps: int) -> None:
+    from genlab.callbacks.progress_bar import BatchProgressBar
+
+    bar = BatchProgressBar()
+    options = {"max_epochs": 1, "enable_progress_bar": True}
+    _, runner, _, _ = fit(mnist, steps, trainer=options, callbacks=(bar,))
+    assert runner.num_training_batches == (10 if steps == 1 else 3)
+    # Ten batches either way, though fused in three iterations.
+    assert (bar.train_progress_bar.total, bar.train_progress_bar.n) == (10, 10)

@@ -272,13 +272,14 @@ def train(
     # Heavy imports here, so `genlab train --help` and tab completion stay fast.
     import pytorch_lightning as pl
     from hydra.utils import instantiate
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
     from pytorch_lightning.utilities import rank_zero_info
 
     from genlab.atomic import write_text
     from genlab.callbacks.checkpoints import AtomicCheckpointIO, LastCheckpoint
     from genlab.callbacks.device_data import DeviceData
     from genlab.callbacks.hparams import HParamsLogger, write_run_metrics
+    from genlab.callbacks.progress_bar import BatchProgressBar
     from genlab.callbacks.run_config import RunConfig
     from genlab.models.base import GenlabModule
     from genlab.performance import apply_matmul_precision, compile_networks, has_convolutions
@@ -319,6 +320,10 @@ def train(
     if performance.data_on_device is not False:
         callbacks.append(DeviceData(performance.data_on_device))
     callbacks.extend(pruning_callbacks(cfg))  # a trial of hydra/sweeper=optuna with a pruner
+    if cfg.trainer.get("enable_progress_bar", True) and not any(
+        isinstance(c, ProgressBar) for c in callbacks
+    ):
+        callbacks.append(BatchProgressBar())  # counts batches under fused steps
     # The config and metrics where runs are compared: HParams, hparams.yaml, metrics.json.
     hparams = HParamsLogger(
         run_config,

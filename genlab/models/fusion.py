@@ -24,8 +24,9 @@ the epoch-level values and checkpoints, from which a run resumes at the batch wh
 stopped.
 
 What changes: Lightning's per-iteration hooks (``on_train_batch_start``/``_end``: the
-progress bar, checkpoints due every n steps or minutes, a stop signal) run once per K
-steps, so a checkpoint due at step n is written at the end of the chunk holding step n;
+progress bar, which genlab's ``BatchProgressBar`` keeps counting in batches, checkpoints
+due every n steps or minutes, a stop signal) run once per K steps, so a checkpoint due at
+step n is written at the end of the chunk holding step n;
 ``trainer.val_check_interval`` and ``limit_train_batches`` count batches as always (genlab
 hands them over: an integer ``val_check_interval`` must then be a multiple of K, and an
 epoch whose batches are not a multiple of K also validates after its last, shorter chunk);
