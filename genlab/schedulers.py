@@ -298,21 +298,23 @@ def training_length(trainer: Any, *, manual: bool) -> dict[str, int]:
     that steps its own optimizers (``manual``) they are training batches, since its
     schedulers advance once a batch. Under ``max_steps`` such a model's schedule spans
     max_steps batches, though it may take fewer (a GAN counts both networks' steps)."""
+    from genlab.data.datamodule import InMemoryDataModule
+
+    max_epochs = trainer.max_epochs
+    if max_epochs is None or max_epochs < 0:
+        max_epochs = math.inf
     total_steps = trainer.estimated_stepping_batches
     batches = trainer.num_training_batches
     datamodule = trainer.datamodule
-    if getattr(datamodule, "chunk", 1) > 1:
-        # Fused steps (genlab.models.fusion): an iteration trains a chunk of batches.
+    if isinstance(datamodule, InMemoryDataModule) and datamodule.chunked:
+        # Fused steps (genlab.models.fusion): Lightning counts iterations, each a chunk of
+        # batches; the schedule counts batches.
         batches = datamodule.batches_per_epoch()
-        epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
-        total_steps = batches * epochs
+        total_steps = batches * max_epochs
         if trainer.max_steps >= 0:
             total_steps = min(total_steps, trainer.max_steps)
     accumulate = 1 if manual else max(1, int(trainer.accumulate_grad_batches or 1))
     steps_per_epoch = math.ceil(batches / accumulate) if math.isfinite(batches) else math.inf
-    max_epochs = trainer.max_epochs
-    if max_epochs is None or max_epochs < 0:
-        max_epochs = math.inf
     if math.isfinite(total_steps) and math.isfinite(steps_per_epoch) and steps_per_epoch > 0:
         total_epochs = min(max_epochs, math.ceil(total_steps / steps_per_epoch))
     else:

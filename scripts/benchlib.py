@@ -149,8 +149,10 @@ def tensor_state(module: torch.nn.Module) -> dict[str, Tensor]:
 def batches_in(trainer: pl.Trainer | None, batch: Any) -> int:
     """The training batches of one iteration: a chunk of them under fused steps
     (performance.steps_per_execution), else one."""
-    data = getattr(trainer, "datamodule", None)
-    if getattr(data, "chunk", 1) > 1:
+    from genlab.data.datamodule import InMemoryDataModule
+
+    data = trainer.datamodule if trainer is not None else None
+    if isinstance(data, InMemoryDataModule) and data.chunked:
         return -(-len(batch[0]) // data.batch_size)
     return 1
 

@@ -215,6 +215,14 @@ def test_the_bound_rises_with_k_towards_log_px() -> None:
     assert (relative < 0.01).all()
 
 
+def assert_every_parameter_learns(model: torch.nn.Module) -> None:
+    """Every parameter got a finite, non-zero gradient from the last backward pass."""
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
 def test_loss_is_the_negative_bound_and_its_gradient_flows(binary_images: Tensor) -> None:
     model = iwae(k=8)
     torch.manual_seed(0)
@@ -224,10 +232,7 @@ def test_loss_is_the_negative_bound_and_its_gradient_flows(binary_images: Tensor
     torch.testing.assert_close(terms["elbo"], -(terms["recon"] + terms["kl"]))
     assert terms["iwae_bound"] > terms["elbo"]
     terms["loss"].backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None, name
-        assert torch.isfinite(parameter.grad).all(), name
-        assert parameter.grad.abs().sum() > 0, name
+    assert_every_parameter_learns(model)
     # Both heads of q(z|x) get a gradient: μ through z, log σ² through z and log q.
     assert model.encoder.logvar.weight.grad.abs().sum() > 0
 
@@ -488,10 +493,7 @@ def test_two_layer_loss_and_its_gradient(binary_images: Tensor) -> None:
     torch.testing.assert_close(terms["elbo"], (parts["log_lik"] + parts["log_ratio"]).mean())
     assert terms["iwae_bound"] > terms["elbo"]
     terms["loss"].backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None, name
-        assert torch.isfinite(parameter.grad).all(), name
-        assert parameter.grad.abs().sum() > 0, name
+    assert_every_parameter_learns(model)
     assert {n.split(".")[0] for n, _ in model.named_parameters()} == {
         "encoder",
         "decoder",

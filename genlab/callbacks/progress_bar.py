@@ -7,12 +7,14 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 
+from genlab.data.datamodule import InMemoryDataModule
 
-def fused_data(trainer: pl.Trainer) -> Any:
+
+def fused_data(trainer: pl.Trainer) -> InMemoryDataModule | None:
     """The data module when it hands out chunks of batches (performance.steps_per_execution),
     else None."""
     data = trainer.datamodule
-    return data if getattr(data, "chunk", 1) > 1 and data.trained is not None else None
+    return data if isinstance(data, InMemoryDataModule) and data.chunked else None
 
 
 class BatchProgressBar(TQDMProgressBar):

@@ -98,12 +98,17 @@ class InMemoryDataModule(pl.LightningDataModule):
     # Whether ``sampler`` yields chunks of batches (``take_chunks``).
     chunks_batches = False
 
+    @property
+    def chunked(self) -> bool:
+        """Whether training hands out chunks of several batches (``take_chunks``)."""
+        return self.chunk > 1
+
     def take_chunks(self, chunk: int, limit: int | float | None) -> None:
         """Has the training sampler yield ``chunk`` batches at once and keep ``limit`` batches
-        an epoch (None: all), and starts counting ``trained``."""
+        an epoch (None: all), and counts ``trained`` while chunks are handed out."""
         self.chunk = chunk
         self.train_limit = limit
-        self.trained = 0
+        self.trained = 0 if self.chunked else None
 
     def resumed_batches(self, epoch: int) -> int:
         """The batches of ``epoch`` that the checkpoint this run resumes from had trained."""
@@ -149,7 +154,7 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         dataset = self.splits[split]
-        if train and self.chunk > 1 and isinstance(dataset, TensorImageDataset):
+        if train and self.chunked and isinstance(dataset, TensorImageDataset):
             dataset = StoredImages(dataset)  # converted batch by batch (fusion)
         return DataLoader(
             dataset,

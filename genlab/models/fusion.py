@@ -206,10 +206,11 @@ class FusedSteps:
         # global_step reads the manual counters for as long as it does.
         self.module.__dict__["_automatic_before_fusion"] = handed["automatic_optimization"]
         self.datamodule.take_chunks(1, None)
-        self.datamodule.trained = None
 
     def on_train_start(self) -> None:
         from pytorch_lightning.plugins.precision import DoublePrecision, HalfPrecision
+
+        from genlab.data.tensors import TensorImageDataset
 
         trainer, module = self.trainer, self.module
         self.optimizers = list(trainer.optimizers)
@@ -218,7 +219,7 @@ class FusedSteps:
         # is converted just before its step, as the dataset converts a fetched batch (and
         # then to a "-true" precision's dtype, as Lightning converts a batch it is handed).
         split = self.datamodule.splits.get("train")
-        self.convert = getattr(split, "convert", None)
+        self.convert = split.convert if isinstance(split, TensorImageDataset) else None
         plugin = trainer.precision_plugin
         self.cast = (
             plugin.convert_input if isinstance(plugin, HalfPrecision | DoublePrecision) else None
@@ -313,7 +314,7 @@ class FusedSteps:
         schedules = module.scheduler_factory is not None and bool(trainer.lr_scheduler_configs)
         images, labels = batch
         parts = zip(images.split(self.batch_size), labels.split(self.batch_size), strict=True)
-        stored = images.dtype == torch.uint8 and self.convert is not None
+        stored = self.convert is not None  # the loader hands out StoredImages' uint8
         done = 0
         for i, (x, y) in enumerate(parts):
             if 0 <= max_steps <= trainer.global_step:
