@@ -287,10 +287,15 @@ def test_bad_k_gets_a_clear_error(k: object) -> None:
         iwae(k=k)
 
 
-def test_config_is_the_papers_one_layer_model() -> None:
+def configured(name: str) -> torch.nn.Module:
+    """``model=NAME`` as `genlab train data=mnist` builds it."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["model=iwae", "data=mnist"])
-    model = instantiate(cfg.model)
+        cfg = compose("train", overrides=[f"model={name}", "data=mnist"])
+    return instantiate(cfg.model)
+
+
+def test_config_is_the_papers_one_layer_model() -> None:
+    model = configured("iwae")
     assert type(model) is IWAE and isinstance(model, VariationalAutoencoder)
     assert model.k == 50 and model.latent_dim == 50 and model.likelihood == "bernoulli"
     linears = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)]
@@ -523,9 +528,7 @@ def test_two_layer_codes_are_h2_and_decode_follows_the_means(binary_images: Tens
 
 
 def test_two_layer_config_is_the_papers_model() -> None:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["model=iwae2", "data=mnist"])
-    model = instantiate(cfg.model)
+    model = configured("iwae2")
     assert type(model) is TwoLayerIWAE and isinstance(model, IWAE)
     assert model.k == 50 and model.latent_dim == 50 and model.likelihood == "bernoulli"
 
